@@ -111,18 +111,26 @@ def render_prompt(tokenizer: Any, user_message: str, templates: PromptTemplates 
     return templates.plain_prompt.format(prompt=user_message)
 
 
-def render_completion(tokenizer: Any, user_message: str, target: str, templates: PromptTemplates | None = None) -> str:
+def render_completion(
+    tokenizer: Any,
+    user_message: str,
+    target: str,
+    templates: PromptTemplates | None = None,
+    prompt: str | None = None,
+) -> str:
     """The text that follows :func:`render_prompt`: the target and the end-of-turn marker.
 
     With a chat template this is the assistant turn exactly as the template renders it (so the model
     learns the template's own end-of-turn token); trailing whitespace the template puts after the
     end-of-turn token is dropped, so the last learned token is the end-of-turn itself. Without a chat
-    template it is ``" " + target + eos_token``.
+    template it is ``" " + target + eos_token``. ``prompt``, when given, must be
+    ``render_prompt(tokenizer, user_message, templates)``; passing it saves rendering it twice.
     """
     templates = templates or PromptTemplates()
-    prompt = render_prompt(tokenizer, user_message, templates)
     if not has_chat_template(tokenizer):
         return f" {target}{tokenizer.eos_token or ''}"
+    if prompt is None:
+        prompt = render_prompt(tokenizer, user_message, templates)
     messages = build_messages(user_message, templates) + [{"role": "assistant", "content": target}]
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):

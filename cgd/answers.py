@@ -1,0 +1,233 @@
+"""Answer extraction and checking, shared by the eval tasks and the dataset builders.
+
+One place decides whether a response's final answer matches a reference, so the builders' reference
+check and the benchmark scores cannot disagree. Checking goes through lighteval's math extraction and
+verification (``lighteval.metrics.utils``: LaTeX + plain-expression targets, then a symbolic/numeric
+comparison with sympy), so ``\\frac{1}{2}``, ``\\dfrac12``, ``1/2`` and ``0.5`` all match.
+
+Functions:
+
+- :func:`extract_final_answer` -- the final answer as a string (last ``\\boxed{}``; fallbacks below).
+- :func:`answers_match` -- does a response (or a bare answer) match a gold answer.
+- :func:`normalize_gold` -- a gold in any supported style (``"42"``, ``"\\frac{1}{2}"``, GSM8K
+  ``"... #### 42"``, a solution with ``\\boxed{}``) to the bare answer string.
+- :func:`extract_choice_letter` -- the chosen letter of a multiple-choice response.
+
+Timeouts: lighteval's parsing and comparison guard each step with ``signal.alarm``, which only works in
+the main thread. :func:`answers_match` keeps those guards in the main thread; in any other thread (the
+builders' concurrent clients) the guards become no-ops instead of raising (see
+:func:`cgd.lighteval_compat.install_thread_safe_timeouts`). Every failure inside the check counts as "no
+match": it never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "answers_match",
+    "extract_boxed",
+    "extract_choice_letter",
+    "extract_final_answer",
+    "normalize_gold",
+]
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
+# "The final answer is 42", "Final Answer: 42", "Answer: 42" (last occurrence wins).
+_ANCHORED_ANSWER = re.compile(
+    r"(?:final\s+answer\s*(?:is|:)|answer\s*(?:is|:))\s*:?\s*(.+?)\s*(?:$|\n)",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _match_braces(text: str, open_idx: int) -> int | None:
+    """Index of the ``}`` closing the ``{`` at ``open_idx`` (nested braces honoured), or None."""
+    depth = 0
+    for i in range(open_idx, len(text)):
+        ch = text[i]
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces allowed), or None.
+
+    ``\\boxed 5`` (no braces, a single token) is accepted too. An unclosed last box is skipped in favour
+    of the previous complete one.
+    """
+    if not text:
+        return None
+    starts = sorted(
+        (m.start(), cmd) for cmd in _BOX_COMMANDS for m in re.finditer(re.escape(cmd) + r"(?![A-Za-z])", text)
+    )
+    for start, cmd in reversed(starts):
+        i = start + len(cmd)
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            close = _match_braces(text, i)
+            if close is not None:
+                return text[i + 1 : close].strip()
+        elif i > start + len(cmd):  # "\boxed 5": one token after a space
+            token = re.match(r"[^\s$.,;]+", text[i:])
+            if token:
+                return token.group(0)
+    return None
+
+
+def extract_final_answer(text: str) -> str | None:
+    """The final answer of a response as a string, or None when it states none.
+
+    Order: (1) the last ``\\boxed{...}``/``\\fbox{...}`` (nested braces); (2) a GSM8K-style
+    ``#### 42`` line; (3) the last "final answer is ..." / "Answer: ..." phrase, with trailing
+    ``$``/``.`` stripped. A bare last number is *not* used as a fallback: a response with no stated final
+    answer yields None.
+    """
+    if not text:
+        return None
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    gsm = _GSM8K_ANSWER.findall(text)
+    if gsm:
+        return gsm[-1].strip()
+    anchored = _ANCHORED_ANSWER.findall(text)
+    if anchored:
+        answer = anchored[-1].strip().rstrip(".").strip()
+        answer = answer.strip("$").strip()
+        return answer or None
+    return None
+
+
+def normalize_gold(gold: str) -> str:
+    """A gold answer in any supported style as a bare answer string.
+
+    ``"... #### 1,234"`` (GSM8K) -> ``"1234"``; a worked solution with ``\\boxed{x}`` -> ``"x"``;
+    ``"$\\frac{1}{2}$"`` -> ``"\\frac{1}{2}"``; anything else is returned stripped.
+    """
+    gold = str(gold).strip()
+    if "####" in gold:
+        gold = gold.rsplit("####", 1)[1].strip()
+        # GSM8K writes thousands separators; they are not decimal points.
+        if re.fullmatch(r"-?[\d,]+(?:\.\d+)?", gold):
+            gold = gold.replace(",", "")
+        return gold
+    boxed = extract_boxed(gold)
+    if boxed is not None:
+        return boxed
+    if len(gold) >= 2 and gold.startswith("$") and gold.endswith("$"):
+        gold = gold.strip("$").strip()
+    return gold
+
+
+@lru_cache(maxsize=1)
+def _extraction_targets():
+    """(pred_targets, gold_targets) as lighteval regex lists: boxed LaTeX first, then plain expressions."""
+    from lighteval.metrics.utils.extractive_match_utils import (
+        ExprExtractionConfig,
+        LatexExtractionConfig,
+        lazy_expr_regex,
+        lazy_latex_regex,
+    )
+    from lighteval.utils.language import Language
+
+    latex = LatexExtractionConfig(boxed_match_priority=0)
+    expr = ExprExtractionConfig()
+    targets = [
+        (lazy_latex_regex(latex, Language.ENGLISH), latex),
+        (lazy_expr_regex(expr, Language.ENGLISH), expr),
+    ]
+    return targets
+
+
+def _parse(text: str, timeout_seconds: int) -> list:
+    from lighteval.metrics.utils.extractive_match_utils import extract_target_from_pred
+
+    return extract_target_from_pred(
+        text,
+        _extraction_targets(),
+        fallback_mode="first_match",
+        extraction_mode="any_match",
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def answers_match(prediction_text: str, gold: str, timeout_seconds: int = 5, precision: int = 6) -> bool:
+    """True when the final answer in ``prediction_text`` equals ``gold`` (symbolically or numerically).
+
+    ``prediction_text`` may be a whole response (its last ``\\boxed{}`` is preferred, then lighteval's
+    anchored/plain extraction) or a bare answer. ``gold`` may be ``"42"``, ``"\\frac{1}{2}"``,
+    ``"$x^2$"``, a GSM8K ``"... #### 42"`` answer or a solution containing ``\\boxed{}``. Never raises;
+    each parse/compare step is bounded by ``timeout_seconds`` (main thread only, see module docstring).
+    """
+    if not prediction_text or gold is None or not str(gold).strip():
+        return False
+    from cgd.lighteval_compat import install_thread_safe_timeouts
+
+    install_thread_safe_timeouts()
+    try:
+        from lighteval.metrics.utils.math_comparison import compare_gold_target
+
+        gold_answer = normalize_gold(str(gold))
+        # Boxing the gold makes LaTeX golds parse as LaTeX (plain numbers parse either way).
+        gold_parsed = _parse(f"\\boxed{{{gold_answer}}}", timeout_seconds)
+        if not gold_parsed:
+            gold_parsed = [gold_answer]
+        pred_parsed = _parse(prediction_text, timeout_seconds)
+        if not pred_parsed:
+            return False
+        return bool(compare_gold_target(gold_parsed, pred_parsed, precision=precision, timeout_seconds=timeout_seconds))
+    except Exception as err:  # noqa: BLE001 - a checker must never crash a builder or an eval run
+        logger.debug("answers_match failed on gold=%r: %s", gold, err)
+        return False
+
+
+def _letters(num_choices: int) -> str:
+    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: max(0, min(num_choices, 26))]
+
+
+def extract_choice_letter(text: str, num_choices: int) -> str | None:
+    """The option letter (``"A"``.. up to ``num_choices``) a response commits to, or None.
+
+    Order: (1) the last ``\\boxed{}`` when it holds a letter (``\\boxed{C}``, ``\\boxed{(C)}``,
+    ``\\boxed{\\text{C}}``, ``\\boxed{C) 42}``); (2) the last "answer is (C)" / "Answer: C" phrase;
+    (3) a response that is only a letter, like ``"C"`` or ``"(C)."``. Lower-case letters count only
+    inside a box or after an anchor.
+    """
+    if not text or num_choices <= 0:
+        return None
+    letters = _letters(num_choices)
+    cls = f"[{letters}{letters.lower()}]"
+
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        inner = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1", boxed).strip()
+        m = re.fullmatch(rf"\(?({cls})\)?(?:[\s.:)].*)?", inner, re.DOTALL)
+        if m:
+            return m.group(1).upper()
+
+    # After an anchor: an upper-case letter, or a lower-case one only inside brackets ("answer is a
+    # function" must not read as option A).
+    anchor = re.compile(
+        rf"(?i:answer|option|choice)\s*(?i:is|:)?\s*(?i:option\s*)?[:\s]*\**"
+        rf"(?:[\(\[]({cls})[\)\]]|([{letters}])(?![A-Za-z0-9]))"
+    )
+    hits = [(m.group(1) or m.group(2)) for m in anchor.finditer(text)]
+    if hits:
+        return hits[-1].upper()
+
+    m = re.fullmatch(rf"\s*[\(\[]?([{letters}])[\)\]]?\.?\s*", text)
+    if m:
+        return m.group(1)
+    return None

@@ -1,0 +1,232 @@
+"""Loading and validating CGD triplet datasets.
+
+Triplets come from the Hub (a builder's ``push_to_hub`` output), from a local copy of such a
+repository (parquet shards + README card) or from plain JSONL/JSON/parquet files. Validation runs
+before tokenization so that a bad row fails with its index, id and field instead of surfacing as a
+tokenizer error (or, worse, an empty target trained silently) deep inside training.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cgd.schema import ID, get_method, required_columns
+
+logger = logging.getLogger(__name__)
+
+#: File extensions ``load_triplets`` reads directly, mapped to the ``datasets`` builder that reads them.
+FILE_BUILDERS: dict[str, str] = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+_DROP_HINT = "Fix the data, or set `drop_invalid_rows: true` in the recipe to drop such rows and report them."
+
+#: How many example row ids a report keeps per reason.
+MAX_EXAMPLES = 5
+
+
+class TripletValidationError(ValueError):
+    """A triplet dataset is missing a column or has a row that cannot be trained on."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _builder_for(path: str) -> str | None:
+    name = path.lower()
+    for ext, builder in FILE_BUILDERS.items():
+        if name.endswith(ext):
+            return builder
+    return None
+
+
+def _looks_local(source: str) -> bool:
+    """A path-like source (not a Hub id): absolute/relative prefix, a glob, or a known file extension."""
+    return (
+        source.startswith(("/", "./", "../", "~"))
+        or any(ch in source for ch in "*?[")
+        or _builder_for(source) is not None
+    )
+
+
+def _expand_files(patterns: list[str]) -> list[str]:
+    files: list[str] = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(pattern)
+        matches = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
+        missing = [m for m in matches if not os.path.isfile(m)]
+        if not matches or missing:
+            raise FileNotFoundError(f"Triplet data file(s) not found: {missing or [pattern]!r}")
+        files.extend(matches)
+    return files
+
+
+def load_triplets(
+    source: str,
+    split: str = "train",
+    data_files: str | list[str] | None = None,
+    revision: str | None = None,
+) -> datasets.Dataset:
+    """Load one split of a triplet dataset as a ``datasets.Dataset``.
+
+    ``source`` is a Hub dataset id (``org/name``), a local folder laid out like a Hub dataset repository
+    (parquet shards plus a README card), or a ``.jsonl``/``.json``/``.parquet``/``.csv`` file or glob.
+    ``data_files`` narrows a folder or Hub repository to some of its files; with a builder name as
+    ``source`` (``"json"``, ``"parquet"``) it names the files to read.
+    """
+    if not source:
+        raise ValueError("load_triplets needs a source: a Hub dataset id, a folder, or data file(s).")
+    expanded = os.path.expanduser(source)
+
+    if os.path.isdir(expanded):
+        return datasets.load_dataset(expanded, split=split, data_files=data_files)
+
+    builder = _builder_for(expanded)
+    if builder is not None or any(ch in expanded for ch in "*?["):
+        files = _expand_files([expanded])
+        builder = builder or _builder_for(files[0])
+        if builder is None:
+            raise ValueError(f"Cannot tell the format of {files[0]!r}; use one of {sorted(FILE_BUILDERS)}.")
+        return datasets.load_dataset(builder, data_files=files, split=split)
+
+    if source in set(FILE_BUILDERS.values()):
+        if data_files is None:
+            raise ValueError(f"source={source!r} is a file format; pass the files to read as `data_files`.")
+        files = _expand_files([data_files] if isinstance(data_files, str) else list(data_files))
+        return datasets.load_dataset(source, data_files=files, split=split)
+
+    if _looks_local(source):
+        raise FileNotFoundError(f"Triplet data not found: {source!r} is not an existing file or folder.")
+
+    try:
+        return datasets.load_dataset(source, split=split, data_files=data_files, revision=revision)
+    except (FileNotFoundError, ConnectionError, OSError) as err:
+        raise FileNotFoundError(
+            f"Could not load triplets {source!r}: it is not a local file or folder, and loading it as a Hub "
+            f"dataset failed ({type(err).__name__}: {err}). Check the id and revision, or your network "
+            "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE make Hub ids unreachable)."
+        ) from err
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ValidationReport:
+    """What validation found: rows in and out, dropped rows by reason, and a few example ids per reason."""
+
+    rows_in: int
+    rows_out: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def rows_dropped(self) -> int:
+        return self.rows_in - self.rows_out
+
+    def summary(self) -> str:
+        head = f"Triplet validation: {self.rows_out}/{self.rows_in} rows kept, {self.rows_dropped} dropped."
+        lines = [head]
+        for reason, count in sorted(self.dropped.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  - {reason}: {count} row(s), e.g. {self.examples.get(reason, [])}")
+        return "\n".join(lines)
+
+
+def _problem_masks(table: pa.Table, columns: tuple[str, ...]) -> dict[str, pa.ChunkedArray]:
+    """``{reason: boolean mask}`` of rows whose ``columns`` are null, empty/whitespace or not strings.
+
+    Vectorised with pyarrow so 100K rows validate in milliseconds. A row is counted under the first
+    problem found (columns in order), so ``dropped`` counts add up to the rows dropped.
+    """
+    masks: dict[str, pa.ChunkedArray] = {}
+    already = pa.chunked_array([pa.array(np.zeros(table.num_rows, dtype=bool))])
+    for name in columns:
+        col = table.column(name)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            missing = pc.is_null(col)
+            empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0), False)
+            checks = ((f"{name}: missing (null)", missing), (f"{name}: empty string", empty))
+        elif pa.types.is_null(col.type):
+            checks = ((f"{name}: missing (null)", pc.is_null(col)),)
+        else:
+            missing = pc.is_null(col)
+            checks = (
+                (f"{name}: missing (null)", missing),
+                (f"{name}: not a string ({col.type})", pc.invert(missing)),
+            )
+        for reason, mask in checks:
+            mask = pc.and_(mask, pc.invert(already))
+            if pc.any(mask).as_py():
+                masks[reason] = mask
+                already = pc.or_(already, mask)
+    return masks
+
+
+def _row_label(index: int, row_id: Any) -> str:
+    return f"row {index} (id={row_id!r})" if row_id is not None else f"row {index}"
+
+
+def validate_triplets(
+    dataset: datasets.Dataset, method: str, drop_invalid: bool = False
+) -> tuple[datasets.Dataset, ValidationReport]:
+    """Check that ``dataset`` can train ``method``; raise on the first bad row or drop and count bad rows.
+
+    Required columns (:func:`cgd.schema.required_columns`) must exist. In every row, each input field
+    and the target must be a non-empty string. Columns the method does not read are not checked.
+    """
+    get_method(method)
+    required = required_columns(method)
+    present = list(dataset.column_names)
+    missing_cols = [c for c in required if c not in present]
+    if missing_cols:
+        raise TripletValidationError(
+            f"Dataset is missing column(s) {missing_cols} required by method {method!r} "
+            f"(it needs {list(required)}). Present columns: {present}."
+        )
+
+    table = dataset.select_columns(list(required)).with_format("arrow")[:]
+    masks = _problem_masks(table, required)
+    ids = dataset[ID] if ID in present and masks else None
+    report = ValidationReport(rows_in=len(dataset), rows_out=len(dataset))
+    first_bad: tuple[int, str] | None = None
+    for reason, mask in masks.items():
+        bad = pc.indices_nonzero(mask).to_pylist()
+        report.dropped[reason] = len(bad)
+        report.examples[reason] = [ids[i] if ids is not None else i for i in bad[:MAX_EXAMPLES]]
+        if first_bad is None or bad[0] < first_bad[0]:
+            first_bad = (bad[0], reason)
+
+    if first_bad is None:
+        return dataset, report
+    n_bad = sum(report.dropped.values())
+    if not drop_invalid:
+        index, reason = first_bad
+        column, problem = reason.split(": ", 1)
+        row_id = ids[index] if ids is not None else None
+        raise TripletValidationError(
+            f"{_row_label(index, row_id)}: field {column!r} is {problem}; method {method!r} needs non-empty "
+            f"text in {list(required)}. {n_bad} of {len(dataset)} rows have a problem "
+            f"({', '.join(f'{r}: {c}' for r, c in report.dropped.items())}). {_DROP_HINT}"
+        )
+
+    bad_any = None
+    for mask in masks.values():
+        bad_any = mask if bad_any is None else pc.or_(bad_any, mask)
+    keep = pc.indices_nonzero(pc.invert(bad_any)).to_pylist()
+    report.rows_out = len(keep)
+    logger.warning(report.summary())
+    if not keep:
+        raise TripletValidationError(f"Every row is invalid for method {method!r}.\n{report.summary()}")
+    return dataset.select(keep), report

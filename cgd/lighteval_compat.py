@@ -1,0 +1,156 @@
+"""Runtime shims that let lighteval 0.13.0 run offline on today's packages, without touching site-packages.
+
+What lighteval 0.13.0 does that bites here, and what this module does about it:
+
+1. **tinyBenchmarks.pkl download.** The task registry imports every built-in task module; importing
+   ``lighteval.tasks.tasks.tiny_benchmarks`` builds ``TinyCorpusAggregator`` objects whose ``__init__``
+   calls ``requests.get(<raw.githubusercontent.com>/tinyBenchmarks.pkl)`` with no timeout, so every
+   ``lighteval accelerate|endpoint|tasks`` run dies offline with ``ConnectionError``.
+   :func:`avoid_tinybenchmarks_download` pre-imports that module with ``requests.get`` answered by a
+   local stub (status 503, which lighteval's code treats as "skip"); online it lets the real request
+   through with a 10 s timeout and turns a failure into a warning. Only the tinyBenchmarks tasks need
+   the file; nothing in cgd uses them.
+2. **nltk punkt download.** ``lighteval.tasks.tasks.ifeval.instructions_utils`` calls ``nltk.download``
+   at import when punkt is missing; offline that only logs an error and returns. Left alone (the
+   ``ifeval`` checks that need punkt -- sentence counting -- score as not followed without it).
+3. **signal-based timeouts.** lighteval's math parsing/verification guards use ``signal.alarm``, which
+   raises ``ValueError`` outside the main thread. :func:`install_thread_safe_timeouts` swaps the
+   ``timeout`` decorator those two modules look up at call time for one that is a no-op off the main
+   thread (same behaviour on the main thread).
+4. **huggingface_hub 2.x / xxhash 4.x.** Not shimmed: pinned in setup.cfg (``huggingface_hub<2``:
+   ``mt_bench``'s judge metric calls ``HfApi.list_models(model_name=...)`` while the registry imports it;
+   ``xxhash<4``: ``info_loggers`` hashes ``str``). :func:`check_versions` warns when they are violated.
+
+:func:`apply` runs all of the above; :mod:`cgd.lighteval` is the CLI that applies them and then hands
+over to lighteval's own typer app.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_TINY_MODULE = "lighteval.tasks.tasks.tiny_benchmarks"
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "CGD_OFFLINE")
+_state: dict[str, bool] = {}
+
+
+def is_offline() -> bool:
+    """True when HF_HUB_OFFLINE or CGD_OFFLINE is set to a truthy value."""
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in _OFFLINE_VARS)
+
+
+class _StubResponse:
+    status_code = 503
+    content = b""
+    text = ""
+
+
+@contextmanager
+def _patched_requests_get(offline: bool):
+    import requests
+
+    real_get = requests.get
+
+    def offline_get(url: str, *args: Any, **kwargs: Any) -> _StubResponse:
+        logger.info("cgd.lighteval_compat: offline, not downloading %s", url)
+        return _StubResponse()
+
+    def bounded_get(url: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", 10)
+        try:
+            return real_get(url, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any network failure means "skip the optional file"
+            logger.warning("cgd.lighteval_compat: could not download %s (%s); tinyBenchmarks tasks disabled", url, err)
+            return _StubResponse()
+
+    requests.get = offline_get if offline else bounded_get
+    try:
+        yield
+    finally:
+        requests.get = real_get
+
+
+def avoid_tinybenchmarks_download(offline: bool | None = None) -> None:
+    """Import lighteval's tinyBenchmarks task module without its unguarded network download.
+
+    Idempotent. Once imported, the registry's own ``import_module`` finds it in ``sys.modules``.
+    """
+    if _TINY_MODULE in sys.modules:
+        return
+    offline = is_offline() if offline is None else offline
+    with _patched_requests_get(offline):
+        importlib.import_module(_TINY_MODULE)
+
+
+def _thread_aware_timeout(original: Callable[..., Callable]) -> Callable[..., Callable]:
+    @functools.wraps(original)
+    def timeout(timeout_seconds: int = 10) -> Callable[[Callable], Callable]:
+        signal_decorator = original(timeout_seconds)
+
+        def decorator(func: Callable) -> Callable:
+            guarded = signal_decorator(func)
+
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if threading.current_thread() is threading.main_thread():
+                    return guarded(*args, **kwargs)
+                return func(*args, **kwargs)
+
+            return wrapper
+
+        return decorator
+
+    timeout._cgd_thread_aware = True  # type: ignore[attr-defined]
+    return timeout
+
+
+def install_thread_safe_timeouts() -> None:
+    """Make lighteval's math extraction/comparison timeouts usable from worker threads. Idempotent."""
+    if _state.get("timeouts"):
+        return
+    from lighteval.metrics.utils import extractive_match_utils, math_comparison
+
+    for module in (extractive_match_utils, math_comparison):
+        current = module.timeout
+        if not getattr(current, "_cgd_thread_aware", False):
+            module.timeout = _thread_aware_timeout(current)
+    _state["timeouts"] = True
+
+
+def check_versions() -> list[str]:
+    """Warnings for installed versions known to break lighteval 0.13.0 (empty list when all is well)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    problems = []
+    rules = {"huggingface_hub": (2, "list_models(model_name=...) is gone"), "xxhash": (4, "str hashing refused")}
+    for package, (bad_major, why) in rules.items():
+        try:
+            major = int(version(package).split(".")[0])
+        except (PackageNotFoundError, ValueError):
+            continue
+        if major >= bad_major:
+            problems.append(f"{package} {version(package)} breaks lighteval 0.13.0 ({why}); install {package}<{bad_major}")
+    for problem in problems:
+        warnings.warn(problem, stacklevel=2)
+    return problems
+
+
+def apply() -> None:
+    """Apply every shim (idempotent): version check, tinyBenchmarks download, thread-safe timeouts."""
+    if _state.get("applied"):
+        return
+    check_versions()
+    avoid_tinybenchmarks_download()
+    install_thread_safe_timeouts()
+    _state["applied"] = True
