@@ -12,6 +12,9 @@ Functions:
 - :func:`normalize_gold` -- a gold in any supported style (``"42"``, ``"\\frac{1}{2}"``, GSM8K
   ``"... #### 42"``, a solution with ``\\boxed{}``) to the bare answer string.
 - :func:`extract_choice_letter` -- the chosen letter of a multiple-choice response.
+- :func:`has_verdict`, :func:`looks_like_critique`, :func:`ends_with_boxed_answer` -- format-drift
+  detectors: does a response read as a critique of someone else's answer (CFT's failure mode) rather
+  than as an answer, and does it end with a boxed final answer.
 
 Timeouts: lighteval's parsing and comparison guard each step with ``signal.alarm``, which only works in
 the main thread. :func:`answers_match` keeps those guards in the main thread; in any other thread (the
@@ -33,6 +36,9 @@ __all__ = [
     "extract_boxed",
     "extract_choice_letter",
     "extract_final_answer",
+    "ends_with_boxed_answer",
+    "has_verdict",
+    "looks_like_critique",
     "normalize_gold",
 ]
 
@@ -187,7 +193,9 @@ def answers_match(prediction_text: str, gold: str, timeout_seconds: int = 5, pre
         pred_parsed = _parse(prediction_text, timeout_seconds)
         if not pred_parsed:
             return False
-        return bool(compare_gold_target(gold_parsed, pred_parsed, precision=precision, timeout_seconds=timeout_seconds))
+        return bool(
+            compare_gold_target(gold_parsed, pred_parsed, precision=precision, timeout_seconds=timeout_seconds)
+        )
     except Exception as err:  # noqa: BLE001 - a checker must never crash a builder or an eval run
         logger.debug("answers_match failed on gold=%r: %s", gold, err)
         return False
@@ -231,3 +239,55 @@ def extract_choice_letter(text: str, num_choices: int) -> str | None:
     if m:
         return m.group(1)
     return None
+
+
+# --- format drift -------------------------------------------------------------------------------------
+
+# The critic's verdict line the CGD/CFT teacher prompts ask for: "Conclusion: right" / "Conclusion: wrong"
+# (markdown emphasis and brackets tolerated).
+_VERDICT = re.compile(r"conclusion[ \t*]*:[ \t*\[]*(right|wrong)\b", re.IGNORECASE)
+# Phrasing that grades someone else's work. Kept specific: a word problem about "a student" or a
+# solution that says "this is correct" while checking its own arithmetic must not count.
+_CRITIQUE_PHRASES = [
+    re.compile(p, re.IGNORECASE | re.MULTILINE)
+    for p in (
+        r"\bthe\s+student(?:'s|\u2019s|s')\s+(?:initial\s+|original\s+|final\s+|proposed\s+)?"
+        r"(?:answer|solution|response|work|reasoning|attempt|approach|calculation)",
+        r"\bstudent'?s\s+initial\s+answer\b",
+        r"\b(?:the|this)\s+(?:given\s+|provided\s+|proposed\s+|initial\s+|original\s+)?"
+        r"(?:solution|response)\s+(?:is|was)\s+(?:incorrect|correct|wrong|flawed|right)\b",
+        r"\b(?:the|this)\s+(?:given\s+|provided\s+|proposed\s+|initial\s+|original\s+)"
+        r"answer\s+(?:is|was)\s+(?:incorrect|correct|wrong|flawed|right)\b",
+        r"^[ \t]*[#*]*[ \t]*critique[ \t]*[#*]*[ \t]*:",
+        r"\bthe\s+(?:solution|response)\s+(?:contains|has|makes)\s+(?:an?\s+)?(?:error|mistake)s?\b",
+    )
+]
+
+
+def has_verdict(text: str) -> bool:
+    """True when the text carries a ``Conclusion: right|wrong`` verdict line."""
+    return bool(text) and _VERDICT.search(text) is not None
+
+
+def looks_like_critique(text: str) -> bool:
+    """True when the text reads as a critique of another answer: a verdict line or grading phrasing
+    ("the student's answer ...", "the solution is incorrect", a "Critique:" header)."""
+    if not text:
+        return False
+    if has_verdict(text):
+        return True
+    return any(p.search(text) for p in _CRITIQUE_PHRASES)
+
+
+def ends_with_boxed_answer(text: str) -> bool:
+    """True when the last non-empty line of the text holds a complete ``\\boxed{...}``."""
+    if not text:
+        return False
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return False
+    # A display-math close ("\\]", "$$") on its own line belongs to the line before.
+    tail = lines[-1]
+    if tail.strip() in {"\\]", "$$", "$"} and len(lines) > 1:
+        tail = lines[-2] + tail
+    return extract_boxed(tail) is not None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from cgd.collator import DEFAULT_TRUNCATION_MARKER
 from cgd.schema import METHODS, get_method
 from cgd.templates import PromptTemplates
 
@@ -23,8 +24,6 @@ TEMPLATE_FIELDS: dict[str, str] = {
     "system_prompt": "system_prompt",
     "plain_prompt_template": "plain_prompt",
 }
-
-DEFAULT_TRUNCATION_MARKER = "\n[... truncated ...]\n"
 
 
 @dataclass

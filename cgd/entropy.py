@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cgd import schema
-from cgd.templates import PromptTemplates, build_user_message, render_completion, render_prompt
+from cgd.templates import PromptTemplates
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +81,24 @@ class EntropyArguments:
     num_rows: int | None = field(default=None, metadata={"help": "Score only the first N valid rows."})
     output_dir: str = field(default="outputs/entropy", metadata={"help": "Where the tables and plot go."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass (sorted by length)."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32."})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32.",
+            "choices": ["auto", "bf16", "fp16", "fp32"],
+        },
+    )
     seed: int = field(default=42, metadata={"help": "Seed of the critique shuffle and of the bootstrap."})
     max_length: int | None = field(
-        default=None, metadata={"help": "Drop rows whose longest condition exceeds this many tokens."}
+        default=None,
+        metadata={
+            "help": "Training's max_length: longer inputs are shortened as in training (the target never is); "
+            "rows whose target cannot fit are dropped from every condition. Unset: no limit."
+        },
     )
+    truncation_marker: str | None = field(default=None, metadata={"help": "Training's truncation marker."})
     logit_chunk_size: int = field(default=512, metadata={"help": "Target positions per LM-head chunk."})
-    num_bootstrap: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95% intervals."})
+    num_bootstrap: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95%% intervals."})
     attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, eager."})
     distilled_sft_template: str | None = field(
         default=None, metadata={"help": "Question-only template (condition x), as the training recipe sets it."}
@@ -140,20 +151,17 @@ def derangement(n: int, seed: int) -> list[int]:
     return perm
 
 
-def encode(
-    tokenizer: Any, method: str, row: dict[str, Any], target: str, templates: PromptTemplates
-) -> tuple[list[int], list[int]]:
-    """``(input_ids, labels)`` of ``row`` rendered for ``method`` with ``target`` as the completion.
+def condition_view(row: dict[str, Any], condition: Condition, shuffled_critique: str | None = None) -> dict[str, Any]:
+    """The row as ``condition``'s training method reads it: ŷ as the target, the other row's critique if shuffled.
 
-    Same rendering and tokenization as training: prompt and completion tokenized separately with
-    ``add_special_tokens=False``, labels -100 on the prompt.
+    The question-only condition reuses the ``distilled_sft`` rendering (x alone, as at inference) with the
+    refined answer put in its target column.
     """
-    user = build_user_message(method, row, templates)
-    prompt = render_prompt(tokenizer, user, templates)
-    completion = render_completion(tokenizer, user, target, templates)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    return prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids
+    view = dict(row)
+    view[schema.get_method(condition.method).target] = row[schema.REFINED_RESPONSE]
+    if condition.shuffled_critique:
+        view[schema.CRITIQUE] = shuffled_critique
+    return view
 
 
 def build_examples(
@@ -162,32 +170,35 @@ def build_examples(
     templates: PromptTemplates | None = None,
     seed: int = 42,
     max_length: int | None = None,
+    truncation_marker: str | None = None,
 ) -> tuple[list[Example], list[int]]:
-    """Encode every row under every condition; returns the examples and the indices of the rows kept.
+    """Encode every row under every condition with training's :class:`~cgd.collator.CGDEncoder`.
 
-    A row is kept only if all four conditions fit ``max_length``, so every condition scores the same
-    rows. Raises if a row's target tokens differ between conditions.
+    Returns the examples and the indices of the rows kept. With ``max_length`` the inputs are shortened
+    as in training (the target never is); a row that some condition cannot fit is dropped from all of
+    them, so every condition scores the same rows. Raises if a row's target tokens differ between conditions.
     """
+    from cgd.collator import CGDEncoder
+
     templates = templates or PromptTemplates()
+    marker = {} if truncation_marker is None else {"truncation_marker": truncation_marker}
+    encoders = {c.method: CGDEncoder(tokenizer, c.method, max_length, templates, **marker) for c in CONDITIONS}
     perm = derangement(len(rows), seed)
     examples: list[Example] = []
     kept: list[int] = []
     for i, row in enumerate(rows):
-        target = row[schema.REFINED_RESPONSE]
-        encoded = {}
+        row_examples = []
         for cond in CONDITIONS:
-            view = dict(row)
-            if cond.shuffled_critique:
-                view[schema.CRITIQUE] = rows[perm[i]][schema.CRITIQUE]
-            encoded[cond.name] = encode(tokenizer, cond.method, view, target, templates)
-        if max_length is not None and max(len(ids) for ids, _ in encoded.values()) > max_length:
-            continue
-        row_examples = [Example(i, name, ids, labels) for name, (ids, labels) in encoded.items()]
-        targets = {tuple(e.target_ids) for e in row_examples}
-        if len(targets) != 1:
-            raise RuntimeError(f"Row {i}: the refined-answer tokens differ between conditions; check the templates.")
-        examples.extend(row_examples)
-        kept.append(i)
+            view = condition_view(row, cond, rows[perm[i]][schema.CRITIQUE])
+            encoded = encoders[cond.method].encode(view)
+            if encoded is None:
+                break
+            row_examples.append(Example(i, cond.name, encoded["input_ids"], encoded["labels"]))
+        else:
+            if len({tuple(e.target_ids) for e in row_examples}) != 1:
+                raise RuntimeError(f"Row {i}: the refined-answer tokens differ between conditions.")
+            examples.extend(row_examples)
+            kept.append(i)
     return examples, kept
 
 
@@ -222,7 +233,8 @@ def token_stats(
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         logp = torch.log_softmax(logits, dim=-1)
-        ent[start:stop] = -(logp.exp() * logp).sum(-1).double()
+        plogp = torch.where(logp > -math.inf, logp.exp() * logp, 0.0)  # 0·log 0 = 0 for masked-out tokens
+        ent[start:stop] = -plogp.sum(-1).double()
         nll[start:stop] = -logp.gather(-1, targets[start:stop, None]).squeeze(-1).double()
     batch = labels.shape[0]
     zeros = torch.zeros(batch, dtype=torch.float64, device=states.device)
@@ -387,6 +399,17 @@ def markdown_tables(summary: Sequence[dict[str, Any]], diffs: Sequence[dict[str,
     return "\n".join(lines) + "\n"
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN (an interval over fewer than 2 rows) as null, so the file is strict JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _write_csv(path: Path, records: Sequence[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
@@ -414,11 +437,9 @@ def plot(summary: Sequence[dict[str, Any]], path: Path, title: str = "") -> None
             ]
             xs = [g + (k - (len(CONDITIONS) - 1) / 2) * width for g in range(len(groups))]
             ax.bar(xs, means, width, yerr=err, capsize=3, label=c.label)
-        ax.set_xticks(
-            range(len(groups)), [f"{g} (n={summary[[s['group'] for s in summary].index(g)]['rows']})" for g in groups]
-        )
+        ax.set_xticks(range(len(groups)), [f"{g} (n={rows[k]['rows']})" for k, g in enumerate(groups)])
         ax.set_ylabel(f"mean token {'entropy' if m == 'entropy' else 'NLL'} of ŷ (nats)")
-        ax.set_title(m)
+        ax.set_title({"entropy": "token entropy H", "nll": "negative log-likelihood"}[m])
     axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -448,7 +469,7 @@ def write_outputs(
     _write_csv(paths["rows_csv"], records)
     _write_csv(paths["summary_csv"], summary)
     _write_csv(paths["differences_csv"], diffs)
-    payload = {"meta": meta, "summary": list(summary), "differences": list(diffs)}
+    payload = _json_safe({"meta": meta, "summary": list(summary), "differences": list(diffs)})
     paths["json"].write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     header = [
         f"# Refinement uncertainty: {meta.get('model')} on {meta.get('dataset')}",
@@ -484,10 +505,12 @@ def run(args: EntropyArguments) -> dict[str, Any]:
     rows = list(ds)
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    examples, kept = build_examples(tokenizer, rows, args.templates(), seed=args.seed, max_length=args.max_length)
+    examples, kept = build_examples(
+        tokenizer, rows, args.templates(), args.seed, args.max_length, args.truncation_marker
+    )
     if len(kept) < len(rows):
         logger.warning(
-            "Dropped %d rows longer than max_length=%s in some condition.", len(rows) - len(kept), args.max_length
+            "Dropped %d rows whose target cannot fit max_length=%s.", len(rows) - len(kept), args.max_length
         )
     if not kept:
         raise ValueError("No rows left to score.")

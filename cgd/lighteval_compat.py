@@ -17,7 +17,13 @@ What lighteval 0.13.0 does that bites here, and what this module does about it:
    raises ``ValueError`` outside the main thread. :func:`install_thread_safe_timeouts` swaps the
    ``timeout`` decorator those two modules look up at call time for one that is a no-op off the main
    thread (same behaviour on the main thread).
-4. **huggingface_hub 2.x / xxhash 4.x.** Not shimmed: pinned in setup.cfg (``huggingface_hub<2``:
+4. **litellm's removed disk cache.** ``lighteval.models.endpoints.litellm_model`` runs
+   ``litellm.cache = Cache(type=LiteLLMCacheType.DISK)`` at import, and that module is imported by
+   lighteval's model loader for *every* backend (accelerate included). litellm >= ~1.8x removed the disk
+   backend (1.110.2 here: ``AttributeError: DISK``). :func:`tolerate_litellm_without_disk_cache`
+   imports that module with ``DISK`` mapped to litellm's in-memory cache. When offline it also sets
+   ``LITELLM_LOCAL_MODEL_COST_MAP=True`` so importing litellm does not retry a GitHub download.
+5. **huggingface_hub 2.x / xxhash 4.x.** Not shimmed: pinned in setup.cfg (``huggingface_hub<2``:
    ``mt_bench``'s judge metric calls ``HfApi.list_models(model_name=...)`` while the registry imports it;
    ``xxhash<4``: ``info_loggers`` hashes ``str``). :func:`check_versions` warns when they are violated.
 
@@ -41,6 +47,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _TINY_MODULE = "lighteval.tasks.tasks.tiny_benchmarks"
+_LITELLM_MODULE = "lighteval.models.endpoints.litellm_model"
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "CGD_OFFLINE")
 _state: dict[str, bool] = {}
 
@@ -93,6 +100,36 @@ def avoid_tinybenchmarks_download(offline: bool | None = None) -> None:
         importlib.import_module(_TINY_MODULE)
 
 
+def tolerate_litellm_without_disk_cache() -> None:
+    """Import lighteval's litellm backend even when litellm no longer has ``LiteLLMCacheType.DISK``.
+
+    Idempotent; a no-op when litellm is absent or still has a disk cache.
+    """
+    if is_offline():
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if _LITELLM_MODULE in sys.modules:
+        return
+    try:
+        import litellm.caching.caching as litellm_caching
+    except ImportError:
+        return
+    real_type = litellm_caching.LiteLLMCacheType
+    if hasattr(real_type, "DISK"):
+        return
+
+    class _Proxy(type):
+        def __getattr__(cls, name: str) -> Any:
+            return getattr(real_type, name)
+
+    shim = _Proxy("LiteLLMCacheType", (), {"DISK": real_type.LOCAL})
+    litellm_caching.LiteLLMCacheType = shim
+    try:
+        importlib.import_module(_LITELLM_MODULE)
+    finally:
+        litellm_caching.LiteLLMCacheType = real_type
+    logger.info("cgd.lighteval_compat: litellm has no disk cache; lighteval's litellm backend uses the in-memory one")
+
+
 def _thread_aware_timeout(original: Callable[..., Callable]) -> Callable[..., Callable]:
     @functools.wraps(original)
     def timeout(timeout_seconds: int = 10) -> Callable[[Callable], Callable]:
@@ -140,17 +177,21 @@ def check_versions() -> list[str]:
         except (PackageNotFoundError, ValueError):
             continue
         if major >= bad_major:
-            problems.append(f"{package} {version(package)} breaks lighteval 0.13.0 ({why}); install {package}<{bad_major}")
+            problems.append(
+                f"{package} {version(package)} breaks lighteval 0.13.0 ({why}); install {package}<{bad_major}"
+            )
     for problem in problems:
         warnings.warn(problem, stacklevel=2)
     return problems
 
 
 def apply() -> None:
-    """Apply every shim (idempotent): version check, tinyBenchmarks download, thread-safe timeouts."""
+    """Apply every shim (idempotent): version check, tinyBenchmarks download, litellm disk cache,
+    thread-safe timeouts."""
     if _state.get("applied"):
         return
     check_versions()
     avoid_tinybenchmarks_download()
+    tolerate_litellm_without_disk_cache()
     install_thread_safe_timeouts()
     _state["applied"] = True

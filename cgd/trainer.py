@@ -61,13 +61,11 @@ def prepare_cgd_dataset(
         dataset, validation = validate_triplets(dataset, args.method, drop_invalid=args.drop_invalid_rows)
         encoder = CGDEncoder(tokenizer, args.method, args.max_length, templates, args.truncation_marker)
         dataset, encoding = encode_dataset(dataset, encoder, num_proc=args.dataset_num_proc)
-    if args.should_log:
-        logger.warning(f"CGD {name} dataset ({args.method}): {validation}")
-        logger.warning(f"CGD {name} dataset ({args.method}): {encoding}")
+    # cgd.data and cgd.collator already warn when they drop or truncate rows; this is the one-line tally.
+    logger.info(f"CGD {name} dataset, method {args.method!r}: {validation.summary()} {encoding.summary()}")
     if len(dataset) == 0:
         raise ValueError(
-            f"No {name} rows left to train {args.method!r} on after validation and encoding "
-            f"(validation: {validation}; encoding: {encoding}). Check the dataset columns and `max_length`."
+            f"No {name} rows left to train {args.method!r} on. {validation.summary()} {encoding.summary()}"
         )
     return dataset, validation, encoding
 
@@ -165,6 +163,7 @@ class CGDTrainer(SFTTrainer):
                 templates,
                 padding_free=args.padding_free,
                 pad_to_multiple_of=args.pad_to_multiple_of,
+                truncation_marker=args.truncation_marker,
             )
 
         # The padding-free seam: the CGD collator flattens the batch itself, so TRL's refusal of custom collators in
@@ -220,14 +219,14 @@ class CGDTrainer(SFTTrainer):
         with open(path, encoding="utf-8") as f:
             card = f.read()
         spec = get_method(self.args.method)
-        counts = ", ".join(f"{name}: {report}" for name, report in self.encoding_reports.items())
+        counts = " ".join(f"{name}: {report.summary()}" for name, report in self.encoding_reports.items())
         section = (
             "## Critique-Guided Distillation\n\n"
             f"Trained with method `{spec.name}`: {spec.description} (inputs: {', '.join(spec.inputs)}; target: "
             f"`{spec.target}`), loss on the target and its end-of-turn token only. At inference the model sees only "
             "the question, in its usual chat format; generation stops at the end-of-turn token "
-            f"(id {self.end_of_turn_token_id}).\n\n"
-            + (f"Data: {counts}.\n\n" if counts else "")
+            f"(id {getattr(self, 'end_of_turn_token_id', None)}).\n\n"
+            + (f"Data ({counts})\n\n" if counts else "")
         )
         marker = "## Training procedure"
         card = card.replace(marker, section + marker, 1) if marker in card else card + "\n" + section

@@ -70,7 +70,9 @@ def check_template(stage: str, template: str) -> None:
         raise ValueError(f"The {stage} template must contain {', '.join('{' + p + '}' for p in missing)}")
     unavailable = sorted(used - set(AVAILABLE_PLACEHOLDERS[stage]))
     if unavailable:
-        raise ValueError(f"The {stage} template uses {unavailable}, which do not exist yet when the {stage} stage runs")
+        raise ValueError(
+            f"The {stage} template uses {unavailable}, which do not exist yet when the {stage} stage runs"
+        )
 
 
 def fill_template(template: str, values: Mapping[str, str | None]) -> str:

@@ -11,6 +11,7 @@ from cgd.entropy import (
     CONDITIONS,
     PAIRS,
     build_examples,
+    condition_view,
     derangement,
     main,
     score_examples,
@@ -67,8 +68,7 @@ def test_derangement_is_seeded_and_has_no_fixed_point():
 @pytest.mark.parametrize("chat", [True, False], ids=["chat-template", "plain-layout"])
 def test_only_refined_tokens_scored_and_identical_across_conditions(tiny_tokenizer, triplet_rows, chat):
     tok = tiny_tokenizer
-    if not chat:
-        tok = type(tok).from_pretrained  # placeholder to keep the name; replaced below
+    if not chat:  # a base-model tokenizer: the plain "Question: ... Answer:" layout
         from cgd.testing import make_tiny_tokenizer
 
         tok = make_tiny_tokenizer()
@@ -119,15 +119,25 @@ def test_shuffled_control_is_deterministic_given_seed(tiny_tokenizer, triplet_ro
         assert any(c in text for c in others)
 
 
-def test_max_length_drops_rows_from_every_condition(tiny_tokenizer, triplet_rows):
+def test_max_length_truncates_inputs_like_training_and_drops_rows_from_every_condition(tiny_tokenizer, triplet_rows):
+    from cgd.collator import CGDEncoder
+
     examples, _ = build_examples(tiny_tokenizer, triplet_rows, seed=0)
-    lengths = sorted({max(len(e.input_ids) for e in examples if e.row == i) for i in range(len(triplet_rows))})
-    cut = lengths[len(lengths) // 2]
-    kept_examples, kept = build_examples(tiny_tokenizer, triplet_rows, seed=0, max_length=cut)
-    assert 0 < len(kept) < len(triplet_rows)
-    assert sorted({e.row for e in kept_examples}) == kept
-    assert len(kept_examples) == len(CONDITIONS) * len(kept)
-    assert all(len(e.input_ids) <= cut for e in kept_examples)
+    longest = sorted(max(len(e.input_ids) for e in examples if e.row == i) for i in range(len(triplet_rows)))
+    cut = longest[len(longest) // 2]
+    short, kept = build_examples(tiny_tokenizer, triplet_rows, seed=0, max_length=cut)
+    assert kept == list(range(len(triplet_rows)))  # inputs shortened, no row lost
+    assert all(len(e.input_ids) <= cut for e in short)
+    assert any("[... truncated ...]" in tiny_tokenizer.decode(e.input_ids) for e in short)
+    full = {(e.row, e.condition): e.target_ids for e in examples}
+    assert all(e.target_ids == full[(e.row, e.condition)] for e in short)  # the target is never cut
+
+    rows = [dict(r) for r in triplet_rows]
+    rows[2][schema.REFINED_RESPONSE] = " ".join([rows[2][schema.REFINED_RESPONSE]] * 20)  # cannot fit `cut`
+    assert CGDEncoder(tiny_tokenizer, "distilled_sft", cut).encode(condition_view(rows[2], CONDITIONS[0])) is None
+    tight, kept = build_examples(tiny_tokenizer, rows, seed=0, max_length=cut)
+    assert kept == [i for i in range(len(rows)) if i != 2]
+    assert [e.row for e in tight] == [i for i in kept for _ in CONDITIONS]
 
 
 def test_entropy_and_nll_match_direct_computation(peaky_model, tiny_tokenizer, triplet_rows):
@@ -221,6 +231,15 @@ def test_cli_writes_tables_and_plot(tmp_path, tiny_checkpoint, triplet_rows):
     assert "row-3" not in (out / "entropy_rows.csv").read_text()
     md = (out / "entropy_summary.md").read_text()
     assert "x+y'+c_shuffled" in md and "95%" in md
+
+
+def test_cli_help_and_bad_dtype(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0 and "--num_rows" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "m", "--dataset", "d", "--dtype", "float8"])
+    assert exit_.value.code == 2
 
 
 def test_templates_override_reaches_rendering(tiny_tokenizer, triplet_rows):

@@ -1,0 +1,340 @@
+"""Builder throughput on CPU: rows/s and generated tokens/s per backend, openai client overhead, resume cost.
+
+    python benchmarks/builder_throughput.py [--model cache/models/SmolLM2-135M-Instruct] [--num_rows 8]
+        [--max_tokens 32] [--skip_server] [--output outputs/builder_throughput.json]
+
+Measures, with the same questions and greedy settings:
+1. ``transformers`` backend in process (probe/critique/refine);
+2. ``openai`` backend against a real ``transformers serve <model>`` on loopback;
+3. the openai client's own overhead per request: requests against an instant local server (its handler
+   time subtracted), with and without the builder's per-row checkpoint write + fsync;
+4. resume cost after SIGKILL: a build killed mid-critique and rerun (what the rerun spends besides
+   generating the missing rows), and the time to open a 100K-row checkpoint.
+Without ``--model`` it uses the embedded SmolLM2 when converted (``python -m cgd.embedded``), else a tiny
+random model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from datasets_builders.backends.base import Request, Sampling  # noqa: E402
+from datasets_builders.backends.openai_backend import OpenAIBackend  # noqa: E402
+from datasets_builders.build_cgd import Builder  # noqa: E402
+from datasets_builders.checkpoint import StageCheckpoint  # noqa: E402
+from datasets_builders.config import parse_args  # noqa: E402
+
+STAGES = ("probe", "critique", "refine")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_questions(path: Path, n: int) -> Path:
+    path.write_text(
+        "".join(json.dumps({"question": f"Tom has {i + 3} apples and buys {2 * i + 1} more. How many apples does he have now?", "answer": str(3 * i + 4)}) + "\n" for i in range(n))
+    )  # fmt: skip
+    return path
+
+
+def build_args(questions: Path, model: str, out: Path, max_tokens: int, *extra: str) -> list[str]:
+    args = ["--source", str(questions), "--student_model", model, "--teacher_model", model, "--output_dir", str(out)]
+    args += [
+        "--progress",
+        "false",
+        "--filter_unparsed",
+        "false",
+        "--filter_empty",
+        "false",
+        "--filter_truncated",
+        "false",
+    ]
+    for stage in STAGES:
+        args += [f"--{stage}_max_tokens", str(max_tokens)]
+    return [*args, *extra]
+
+
+def summarize(report: dict) -> dict:
+    """Per-stage and whole-build rows/s and tokens/s (generation time only, model load excluded)."""
+    stages = report["stages"]
+    wall = sum(stages[s]["wall_s"] for s in STAGES)
+    rows = sum(stages[s]["requests_sent"] for s in STAGES)
+    tokens = sum(stages[s]["completion_tokens"] for s in STAGES)
+    return {
+        "rows": report["output"]["rows"],
+        "generations": rows,
+        "generated_tokens": tokens,
+        "generation_wall_s": round(wall, 2),
+        "load_s": round(sum(stages[s]["load_s"] for s in STAGES), 2),
+        "generations_per_s": round(rows / wall, 3),
+        "dataset_rows_per_s": round(report["output"]["rows"] / wall, 3),
+        "tokens_per_s": round(tokens / wall, 1),
+        "per_stage_tokens_per_s": {s: stages[s]["tokens_per_s"] for s in STAGES},
+    }
+
+
+def bench_transformers(questions: Path, model: str, tmp: Path, max_tokens: int, batch_size: int) -> dict:
+    out = tmp / "transformers"
+    args = build_args(
+        questions,
+        model,
+        out,
+        max_tokens,
+        "--backend",
+        "transformers",
+        "--device",
+        "cpu",
+        "--batch_size",
+        str(batch_size),
+    )
+    return summarize(Builder(parse_args(args)).run())
+
+
+def start_server(model: str, log_path: Path) -> tuple[subprocess.Popen, str, float]:
+    exe = shutil.which("transformers", path=os.path.dirname(sys.executable)) or "transformers"
+    port = free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [exe, "serve", model, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"transformers serve exited: {log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+        if time.perf_counter() - start > 300:
+            proc.kill()
+            raise RuntimeError("transformers serve did not start in 300 s")
+    return proc, f"http://127.0.0.1:{port}/v1", time.perf_counter() - start
+
+
+def bench_openai_server(questions: Path, model: str, tmp: Path, max_tokens: int, concurrency: int) -> dict:
+    proc, url, startup = start_server(model, tmp / "serve.log")
+    try:
+        # One warm-up request loads the model in the server (the build then measures steady state).
+        OpenAIBackend(model, url, max_retries=0).generate(
+            [Request("warm", "hi")], Sampling(max_tokens=4), lambda r, c: None
+        )
+        out = tmp / "openai"
+        args = build_args(
+            questions,
+            model,
+            out,
+            max_tokens,
+            "--backend",
+            "openai",
+            "--base_url",
+            url,
+            "--max_concurrency",
+            str(concurrency),
+        )
+        result = summarize(Builder(parse_args(args)).run())
+        result["server_startup_s"] = round(startup, 1)
+        return result
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class InstantServer:
+    """Answers every chat completion at once; records its own handler time."""
+
+    def __init__(self) -> None:
+        self.handler_s = 0.0
+        self.calls = 0
+        outer = self
+        payload = json.dumps(
+            {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok\nConclusion: right"}, "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}
+        ).encode()  # fmt: skip
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                t0 = time.perf_counter()
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                outer.handler_s += time.perf_counter() - t0
+                outer.calls += 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def bench_client_overhead(tmp: Path, num_requests: int = 300) -> dict:
+    server = InstantServer()
+    results = {}
+    try:
+        question = "Tom has 3 apples and buys 5 more. How many apples does he have now? " * 4
+        requests = [Request(f"r{i}", question) for i in range(num_requests)]
+        sampling = Sampling(max_tokens=16)
+        for concurrency, checkpointed in ((1, False), (1, True), (16, False)):
+            backend = OpenAIBackend("m", server.url, max_concurrency=concurrency, max_retries=0)
+            checkpoint = StageCheckpoint(tmp / f"overhead-{concurrency}-{checkpointed}.jsonl")
+
+            def on_result(request, completions, _cp=checkpoint, _on=checkpointed):
+                if _on:
+                    _cp.append({"id": request.id, "outputs": [c.__dict__ for c in completions]})
+
+            backend.generate(requests[:20], sampling, lambda r, c: None)  # warm-up: imports, connection pool
+            server.handler_s, server.calls = 0.0, 0
+            start = time.perf_counter()
+            backend.generate(requests, sampling, on_result)
+            wall = time.perf_counter() - start
+            checkpoint.close()
+            key = f"concurrency_{concurrency}" + ("_with_checkpoint_fsync" if checkpointed else "")
+            results[key] = {
+                "requests": num_requests,
+                "wall_s": round(wall, 3),
+                "requests_per_s": round(num_requests / wall, 1),
+                "ms_per_request": round(1000 * wall / num_requests, 3),
+                "client_overhead_ms_per_request": round(1000 * (wall - server.handler_s) / num_requests, 3)
+                if concurrency == 1
+                else None,
+                "server_handler_ms_per_request": round(1000 * server.handler_s / num_requests, 3),
+            }
+    finally:
+        server.close()
+    return results
+
+
+def bench_resume(questions: Path, model: str, tmp: Path, max_tokens: int) -> dict:
+    out = tmp / "resume"
+    shard = out / "checkpoints" / "shard-00000-of-00001"
+    args = build_args(
+        questions, model, out, max_tokens, "--backend", "transformers", "--device", "cpu", "--batch_size", "1"
+    )
+    cmd = [sys.executable, str(REPO / "datasets_builders" / "build_cgd.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    crit = shard / "critique.jsonl"
+    while not crit.exists() or len(crit.read_bytes().splitlines()) < 2:
+        if proc.poll() is not None:
+            raise RuntimeError("the build ended before it could be killed")
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(crit.read_bytes().splitlines())
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rerun = time.perf_counter() - start
+    report = json.loads((out / "build_report.json").read_text())
+    this_run = report["this_run"]
+    generation = sum(this_run[s]["wall_s"] for s in STAGES)
+    load = sum(this_run[s]["load_s"] for s in STAGES)
+
+    big = tmp / "big.jsonl"
+    record = {"outputs": [{"text": "x" * 2000, "finish_reason": "stop", "num_tokens": 500, "prompt_tokens": 300}]}
+    with open(big, "w") as f:
+        for i in range(100_000):
+            f.write(json.dumps({"id": f"{i:016x}", **record}) + "\n")
+        f.write('{"id": "torn", "outp')
+    start = time.perf_counter()
+    cp = StageCheckpoint(big)
+    open_s = time.perf_counter() - start
+    return {
+        "rows": report["output"]["rows"],
+        "critiques_done_before_kill": done,
+        "requests_after_resume": {s: this_run[s]["requests"] for s in STAGES},
+        "rerun_wall_s": round(rerun, 2),
+        "rerun_generation_s": round(generation, 2),
+        "rerun_model_load_s": round(load, 2),
+        "rerun_overhead_s": round(rerun - generation - load, 2),
+        "open_100k_row_checkpoint_s": round(open_s, 2),
+        "checkpoint_100k_size_mb": round(big.stat().st_size / 1e6, 1),
+        "torn_bytes_discarded": cp.torn_bytes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--num_rows", type=int, default=8)
+    parser.add_argument("--max_tokens", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--skip_server", action="store_true")
+    parser.add_argument("--output", default="outputs/builder_throughput.json")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    tmp = Path(tempfile.mkdtemp(prefix="cgd-builder-bench-"))
+    model = args.model
+    if model is None:
+        embedded = REPO / "cache" / "models" / "SmolLM2-135M-Instruct"
+        if (embedded / "config.json").exists():
+            model = str(embedded)
+        else:
+            from cgd.testing import save_tiny_checkpoint
+
+            model = str(save_tiny_checkpoint(tmp / "tiny"))
+    questions = write_questions(tmp / "questions.jsonl", args.num_rows)
+    import torch
+
+    results = {
+        "model": model,
+        "num_rows": args.num_rows,
+        "max_tokens": args.max_tokens,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+    }
+    results["transformers"] = bench_transformers(questions, model, tmp, args.max_tokens, args.batch_size)
+    print(json.dumps({"transformers": results["transformers"]}, indent=2), flush=True)
+    if not args.skip_server:
+        results["openai_vs_transformers_serve"] = bench_openai_server(
+            questions, model, tmp, args.max_tokens, args.concurrency
+        )
+        print(json.dumps({"openai": results["openai_vs_transformers_serve"]}, indent=2), flush=True)
+    results["openai_client_overhead"] = bench_client_overhead(tmp)
+    print(json.dumps({"client_overhead": results["openai_client_overhead"]}, indent=2), flush=True)
+    results["resume_after_sigkill"] = bench_resume(questions, model, tmp, args.max_tokens)
+    print(json.dumps({"resume": results["resume_after_sigkill"]}, indent=2), flush=True)
+    results["load_average_end"] = os.getloadavg()
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

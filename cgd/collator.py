@@ -1,0 +1,547 @@
+"""The CGD data collator: triplet rows -> model inputs whose loss falls on the target only.
+
+:class:`CGDEncoder` turns one row into ``input_ids`` and ``labels`` for any method of
+:mod:`cgd.schema` (the prompt is rendered with the student's chat template, labels are -100 on every
+prompt token, and the target's tokens plus the end-of-turn token are learned). Over ``max_length`` it
+shortens the inputs, never the target. :func:`encode_dataset` runs the encoder once in a cached
+``datasets.map``; :class:`CGDCollator` pads encoded rows (or encodes raw rows on the fly) into padded or
+padding-free batches. See docs/collator.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import datasets
+import pyarrow.compute as pc
+import torch
+from datasets.fingerprint import Hasher
+
+from cgd.data import TripletValidationError, check_columns
+from cgd.schema import CRITIQUE, ID, INITIAL_RESPONSE, get_method
+from cgd.templates import PromptTemplates, build_user_message, has_chat_template, render_completion, render_prompt
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRUNCATION_MARKER = "\n[... truncated ...]\n"
+
+#: Input fields that may be shortened, in the order they are shortened. The question never is.
+TRUNCATABLE_FIELDS: tuple[str, ...] = (INITIAL_RESPONSE, CRITIQUE)
+
+DROP_TARGET_TOO_LONG = "target_too_long"  # target + the smallest possible prompt exceed max_length
+DROP_PROMPT_TOO_LONG = "prompt_too_long"  # still too long with every shortenable field cut (huge question)
+DROP_REASONS: tuple[str, ...] = (DROP_TARGET_TOO_LONG, DROP_PROMPT_TOO_LONG)
+
+#: Bumped whenever encoding changes, so cached ``map`` results from an older version are not reused.
+ENCODING_VERSION = "cgd-encode-1"
+
+#: How many example row ids the stats keep per drop reason.
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class EncodingStats:
+    """Counts of what encoding did to the rows; nothing is dropped without being counted here."""
+
+    rows_seen: int = 0
+    rows_encoded: int = 0
+    rows_truncated_initial_response: int = 0
+    rows_truncated_critique: int = 0
+    rows_dropped_target_too_long: int = 0
+    rows_dropped_prompt_too_long: int = 0
+    tokens_cut: int = 0  # input tokens removed by truncation, over all rows
+    dropped_examples: dict[str, list[Any]] = field(default_factory=dict)
+
+    # Aliases so a report reads like ValidationReport.
+    @property
+    def rows_in(self) -> int:
+        return self.rows_seen
+
+    @property
+    def rows_out(self) -> int:
+        return self.rows_encoded
+
+    @property
+    def rows_dropped(self) -> int:
+        return self.rows_dropped_target_too_long + self.rows_dropped_prompt_too_long
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        counts = {r: getattr(self, f"rows_dropped_{r}") for r in DROP_REASONS}
+        return {r: c for r, c in counts.items() if c}
+
+    @property
+    def truncated(self) -> dict[str, int]:
+        counts = {f: getattr(self, f"rows_truncated_{f}") for f in TRUNCATABLE_FIELDS}
+        return {f: c for f, c in counts.items() if c}
+
+    def record(self, encoded: Encoded, row_id: Any = None) -> None:
+        self.rows_seen += 1
+        self.tokens_cut += encoded.tokens_cut
+        for name in encoded.truncated:
+            setattr(self, f"rows_truncated_{name}", getattr(self, f"rows_truncated_{name}") + 1)
+        if encoded.dropped:
+            setattr(self, f"rows_dropped_{encoded.dropped}", getattr(self, f"rows_dropped_{encoded.dropped}") + 1)
+            examples = self.dropped_examples.setdefault(encoded.dropped, [])
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(row_id)
+        else:
+            self.rows_encoded += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        parts = [f"{self.rows_encoded}/{self.rows_seen} rows encoded"]
+        parts += [f"{c} with {f} truncated" for f, c in self.truncated.items()]
+        parts += [f"{c} dropped ({r}, e.g. {self.dropped_examples.get(r, [])})" for r, c in self.dropped.items()]
+        if self.tokens_cut:
+            parts.append(f"{self.tokens_cut} input tokens cut")
+        return "CGD encoding: " + ", ".join(parts) + "."
+
+
+#: What :func:`encode_dataset` returns alongside the encoded dataset.
+EncodingReport = EncodingStats
+
+
+@dataclass
+class Encoded:
+    """One row's encoding, or why it was dropped (``dropped`` set, ids ``None``)."""
+
+    input_ids: list[int] | None
+    labels: list[int] | None
+    truncated: tuple[str, ...] = ()
+    tokens_cut: int = 0
+    dropped: str | None = None
+
+
+class CGDEncoder:
+    """Encodes triplet rows for one training method (see the module docstring).
+
+    Prompt and completion are tokenized separately, without special tokens: the prompt exactly as the
+    model sees it at inference (``apply_chat_template(..., add_generation_prompt=True)``), the completion
+    as the tokens it must generate. With a chat template the template owns BOS, as in
+    ``apply_chat_template(tokenize=True)``; in the plain layout a BOS is prepended when the tokenizer adds
+    one by default, as ``tokenizer(text)`` would. ``add_bos`` overrides that choice; a BOS already at
+    the start is never doubled.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        method: str = "cgd",
+        max_length: int | None = 2048,
+        templates: PromptTemplates | None = None,
+        truncation_marker: str = DEFAULT_TRUNCATION_MARKER,
+        add_bos: bool | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.method = method
+        self.spec = get_method(method)
+        self.max_length = max_length
+        self.templates = templates or PromptTemplates()
+        self.truncation_marker = truncation_marker
+        self.chat = has_chat_template(tokenizer)
+        if not self.chat and tokenizer.eos_token_id is None:
+            raise ValueError("A tokenizer without a chat template needs an eos_token to end the target.")
+        if max_length is not None and max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {max_length}")
+        self.truncatable = tuple(f for f in TRUNCATABLE_FIELDS if f in self.spec.inputs)
+        self.bos_token_id = tokenizer.bos_token_id
+        self.add_bos = self._default_add_bos() if add_bos is None else bool(add_bos)
+        if self.add_bos and self.bos_token_id is None:
+            raise ValueError("add_bos=True but the tokenizer has no bos_token.")
+        self._backend = self._own_backend(tokenizer)
+        if self._backend is not None and not self._backend_agrees():
+            logger.info("The tokenizer's Rust backend disagrees with tokenizer(...); encoding through tokenizer(...).")
+            self._backend = None
+        self._marker_len = len(self._ids(truncation_marker))
+        self._overhead: int | None = None
+        self.stats = EncodingStats()
+
+    # -- pickling: workers and the datasets fingerprint must not see (or depend on) the live counters
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("stats", None)
+        state["_overhead"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.stats = EncodingStats()
+
+    def fingerprint(self) -> str:
+        """A stable hash of everything that determines the encoding (for ``datasets`` caching)."""
+        if self._backend is not None:  # the backend's truncation/padding state changes with use: leave it out
+            state = json.loads(self._backend.to_str())
+            tok = {k: v for k, v in state.items() if k not in ("truncation", "padding")}
+        else:
+            tok = sorted(self.tokenizer.get_vocab().items())
+        return Hasher.hash(
+            [
+                ENCODING_VERSION,
+                self.method,
+                self.max_length,
+                asdict(self.templates),
+                self.truncation_marker,
+                self.add_bos,
+                self.tokenizer.chat_template if self.chat else None,
+                tok,
+                type(self.tokenizer).__name__,
+            ]
+        )
+
+    # -- tokenization helpers
+    @staticmethod
+    def _own_backend(tokenizer: Any) -> Any:
+        """A private copy of a fast tokenizer's Rust backend, with truncation and padding off.
+
+        Calling the backend directly skips the Python overhead of ``tokenizer(...)`` (it is most of the
+        encoding time), but the shared backend carries whatever truncation a previous
+        ``tokenizer(..., truncation=True)`` call left on it; a copy is immune to that.
+        """
+        backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+        if backend is None:
+            return None
+        backend = copy.deepcopy(backend)
+        backend.no_truncation()
+        backend.no_padding()
+        return backend
+
+    def _backend_agrees(self) -> bool:
+        """Whether the backend shortcut tokenizes like ``tokenizer(...)`` (a tokenizer may preprocess text in Python)."""
+        probe = {name: f"Ünïcode  {name}:\n 12.5 + x^2 = \\boxed{{7}}  " for name in self.spec.inputs}
+        text = self._render(probe)[1] + "Réponse finale \n\n" + (self.tokenizer.eos_token or "")
+        expected = self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        return self._backend.encode(text, add_special_tokens=False).ids == list(expected)
+
+    def _default_add_bos(self) -> bool:
+        if self.chat or self.bos_token_id is None:
+            return False
+        probe = self.tokenizer("a")["input_ids"]
+        return bool(probe) and probe[0] == self.bos_token_id
+
+    def _ids(self, text: str) -> list[int]:
+        if self._backend is not None:
+            return self._backend.encode(text, add_special_tokens=False).ids
+        return self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        ids = self._ids(prompt)
+        if self.add_bos and (not ids or ids[0] != self.bos_token_id):
+            ids = [self.bos_token_id, *ids]
+        return ids
+
+    def _completion_ids(self, user: str, target: str, prompt: str) -> list[int]:
+        ids = self._ids(render_completion(self.tokenizer, user, target, self.templates, prompt=prompt))
+        if not self.chat and (not ids or ids[-1] != self.tokenizer.eos_token_id):
+            ids = [*self._ids(f" {target}"), self.tokenizer.eos_token_id]  # eos text not parsed as a token
+        return ids
+
+    def _render(self, row: dict[str, Any]) -> tuple[str, str]:
+        user = build_user_message(self.method, row, self.templates)
+        return user, render_prompt(self.tokenizer, user, self.templates)
+
+    def minimal_prompt_length(self) -> int:
+        """Tokens of the prompt with every input field empty: what any row needs besides its target."""
+        if self._overhead is None:
+            _, prompt = self._render({name: "" for name in self.spec.inputs})
+            self._overhead = len(self._prompt_ids(prompt))
+        return self._overhead
+
+    def _cut(self, text: str, keep: int) -> str:
+        """``text`` reduced to its first and last tokens (``keep`` in all, more at the tail) around the marker."""
+        head, tail = keep // 2, keep - keep // 2
+        if self._backend is not None:  # cut on character offsets: no partial characters, text kept verbatim
+            enc = self._backend.encode(text, add_special_tokens=False)
+            offsets = enc.offsets
+            head_text = text[: offsets[head - 1][1]] if head else ""
+            tail_text = text[offsets[len(offsets) - tail][0] :] if tail else ""
+        else:
+            ids = self._ids(text)
+            head_text = self.tokenizer.decode(ids[:head]) if head else ""
+            tail_text = self.tokenizer.decode(ids[len(ids) - tail :]) if tail else ""
+        return head_text + self.truncation_marker + tail_text
+
+    # -- encoding
+    def _check_text(self, row: dict[str, Any], name: str) -> str:
+        value = row.get(name)
+        if not isinstance(value, str) or (name == self.spec.target and not value.strip()):
+            raise TripletValidationError(
+                f"Row id={row.get(ID)!r}: field {name!r} must be a non-empty string for method {self.method!r}, "
+                f"got {value!r:.80}. Validate the data first (cgd.data.validate_triplets) or drop such rows."
+            )
+        return value
+
+    def encode_row(self, row: dict[str, Any]) -> Encoded:
+        """Encode ``row`` without touching :attr:`stats` (safe in ``datasets.map`` workers)."""
+        for name in self.spec.inputs:
+            self._check_text(row, name)
+        target = self._check_text(row, self.spec.target)
+        user, prompt = self._render(row)
+        completion_ids = self._completion_ids(user, target, prompt)
+        limit = self.max_length
+        if limit is not None and len(completion_ids) + self.minimal_prompt_length() > limit:
+            return Encoded(None, None, dropped=DROP_TARGET_TOO_LONG)
+        prompt_ids = self._prompt_ids(prompt)
+        truncated: tuple[str, ...] = ()
+        tokens_cut = 0
+        if limit is not None and len(prompt_ids) + len(completion_ids) > limit:
+            prompt_ids, truncated, tokens_cut = self._truncate(row, prompt_ids, limit - len(completion_ids))
+            if prompt_ids is None:
+                return Encoded(None, None, dropped=DROP_PROMPT_TOO_LONG)  # truncation counts cover kept rows
+        labels = [-100] * len(prompt_ids) + completion_ids
+        return Encoded(prompt_ids + completion_ids, labels, truncated, tokens_cut)
+
+    def _truncate(
+        self, row: dict[str, Any], prompt_ids: list[int], budget: int
+    ) -> tuple[list[int] | None, tuple[str, ...], int]:
+        """Shorten the draft, then the critique, until the prompt fits ``budget`` tokens.
+
+        Each field keeps its head and tail tokens around the marker. Token counts of the re-rendered
+        prompt can differ by a token or two from the arithmetic (merges at the cut), so each field is
+        re-cut with a little more slack until it fits or is down to the marker alone.
+        """
+        row = dict(row)
+        truncated: list[str] = []
+        tokens_cut = 0
+        for name in self.truncatable:
+            excess = len(prompt_ids) - budget
+            if excess <= 0:
+                break
+            original = row[name]
+            n = len(self._ids(original))
+            if n <= self._marker_len:
+                continue  # too short to gain anything by cutting
+            slack = 0
+            while True:
+                keep = max(0, n - excess - self._marker_len - slack)
+                row[name] = self._cut(original, keep)
+                new_ids = self._prompt_ids(self._render(row)[1])
+                overshoot = len(new_ids) - budget
+                if overshoot <= 0 or keep == 0:
+                    break
+                slack += overshoot
+            truncated.append(name)
+            tokens_cut += n - keep
+            prompt_ids = new_ids
+        if len(prompt_ids) > budget:
+            return None, tuple(truncated), tokens_cut
+        return prompt_ids, tuple(truncated), tokens_cut
+
+    def encode(self, row: dict[str, Any]) -> dict[str, list[int]] | None:
+        """``{"input_ids", "labels"}`` for ``row``, or ``None`` when it cannot fit (counted in :attr:`stats`)."""
+        encoded = self.encode_row(row)
+        self.stats.record(encoded, row.get(ID))
+        if encoded.dropped:
+            return None
+        return {"input_ids": encoded.input_ids, "labels": encoded.labels}
+
+
+# --------------------------------------------------------------------------------------------------
+# Pre-tokenization (the training path): one cached datasets.map
+# --------------------------------------------------------------------------------------------------
+
+_DROPPED, _TRUNCATED, _TOKENS_CUT, _ROW_ID = "_dropped_reason", "_truncated", "_tokens_cut", "_row_id"
+
+
+def _encode_batch(batch: dict[str, list], encoder: CGDEncoder) -> dict[str, list]:
+    names = list(batch)
+    out: dict[str, list] = {k: [] for k in ("input_ids", "labels", "length", _DROPPED, _TRUNCATED, _TOKENS_CUT)}
+    out[_ROW_ID] = []
+    for values in zip(*(batch[k] for k in names), strict=True):
+        row = dict(zip(names, values, strict=True))
+        enc = encoder.encode_row(row)
+        out["input_ids"].append(enc.input_ids or [])
+        out["labels"].append(enc.labels or [])
+        out["length"].append(len(enc.input_ids or []))
+        out[_DROPPED].append(enc.dropped or "")
+        out[_TRUNCATED].append(list(enc.truncated))
+        out[_TOKENS_CUT].append(enc.tokens_cut)
+        rid = row.get(ID)
+        out[_ROW_ID].append(None if rid is None else str(rid))
+    return out
+
+
+def _kept(reasons: list[str]) -> list[bool]:
+    return [not r for r in reasons]
+
+
+def _report_from_columns(dataset: datasets.Dataset) -> EncodingReport:
+    """Counts from the mapped columns, so they are right whatever ``num_proc`` was."""
+    table = dataset.data
+    report = EncodingReport(rows_seen=table.num_rows)
+    dropped = table.column(_DROPPED)
+    for item in pc.value_counts(dropped).to_pylist():
+        if item["values"]:
+            setattr(report, f"rows_dropped_{item['values']}", item["counts"])
+            rows = pc.indices_nonzero(pc.equal(dropped, item["values"])).to_pylist()[:MAX_EXAMPLES]
+            ids = table.column(_ROW_ID).take(rows).to_pylist()
+            report.dropped_examples[item["values"]] = [rid if rid is not None else i for rid, i in zip(ids, rows)]
+    report.rows_encoded = report.rows_seen - report.rows_dropped
+    flat = pc.list_flatten(table.column(_TRUNCATED))
+    if len(flat):
+        for item in pc.value_counts(flat).to_pylist():
+            setattr(report, f"rows_truncated_{item['values']}", item["counts"])
+    report.tokens_cut = int(pc.sum(table.column(_TOKENS_CUT)).as_py() or 0)
+    return report
+
+
+def encode_dataset(
+    dataset: datasets.Dataset,
+    encoder: CGDEncoder,
+    num_proc: int | None = None,
+    desc: str = "CGD: encoding triplets",
+    batch_size: int = 1000,
+) -> tuple[datasets.Dataset, EncodingReport]:
+    """Tokenize ``dataset`` once into ``input_ids``, ``labels`` and ``length`` (cached by ``datasets``).
+
+    The raw columns are removed and rows that cannot fit ``max_length`` are filtered out; the report
+    counts them by reason (and the truncations) from the mapped columns, so the counts are exact with
+    any ``num_proc``. Run it on the main process first in distributed training so the others hit the cache.
+    """
+    check_columns(dataset.column_names, encoder.method)
+    fingerprint = Hasher.hash([dataset._fingerprint, encoder.fingerprint()])
+    mapped = dataset.map(
+        _encode_batch,
+        fn_kwargs={"encoder": encoder},
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        remove_columns=dataset.column_names,
+        new_fingerprint=fingerprint,
+        desc=desc,
+    )
+    report = _report_from_columns(mapped)
+    if report.rows_dropped:
+        mapped = mapped.filter(_kept, input_columns=[_DROPPED], batched=True, num_proc=num_proc, desc=f"{desc} (drop)")
+    mapped = mapped.remove_columns([_DROPPED, _TRUNCATED, _TOKENS_CUT, _ROW_ID])
+    if report.rows_dropped or report.truncated:
+        logger.warning(report.summary())
+    else:
+        logger.info(report.summary())
+    if report.rows_encoded == 0 and report.rows_seen:
+        raise ValueError(f"No row fits max_length={encoder.max_length}.\n{report.summary()}")
+    return mapped, report
+
+
+# --------------------------------------------------------------------------------------------------
+# Collation
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_list(values: Any) -> list[int]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+class CGDCollator:
+    """A ``data_collator`` for HF/TRL trainers: pads encoded rows, encoding raw triplets on the fly.
+
+    Padded mode: right padding with the pad token (EOS when there is none), ``attention_mask``, labels
+    -100 on pads. Padding-free mode: one ``[1, total]`` row with ``position_ids`` restarting at 0 for
+    each sequence, no ``attention_mask`` (FlashAttention varlen reads the boundaries from
+    ``cu_seq_lens_*``/``position_ids``; sdpa and eager build a block-diagonal mask from
+    ``position_ids`` in transformers >= 5, but only without a KV cache, hence ``use_cache=False`` in the
+    batch), labels -100 at each sequence start. ``return_seq_lens`` also emits ``cu_seq_lens_q/k``,
+    ``max_length_q/k`` and ``seq_idx`` as TRL's collator does.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        method: str = "cgd",
+        max_length: int | None = 2048,
+        templates: PromptTemplates | None = None,
+        padding_free: bool = False,
+        pad_to_multiple_of: int | None = None,
+        truncation_marker: str = DEFAULT_TRUNCATION_MARKER,
+        return_seq_lens: bool = True,
+        add_bos: bool | None = None,
+    ) -> None:
+        self.encoder = CGDEncoder(tokenizer, method, max_length, templates, truncation_marker, add_bos=add_bos)
+        self.padding_free = padding_free
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.return_seq_lens = return_seq_lens
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad_id is None:
+            raise ValueError("The tokenizer has neither a pad_token nor an eos_token to pad with.")
+        self.pad_token_id = int(pad_id)
+
+    @property
+    def stats(self) -> EncodingStats:
+        return self.encoder.stats
+
+    def _encode_rows(self, rows: Sequence[dict[str, Any]]) -> list[tuple[list[int], list[int]]]:
+        encoded, dropped = [], 0
+        for row in rows:
+            if "input_ids" in row and "labels" in row:
+                encoded.append((_as_list(row["input_ids"]), _as_list(row["labels"])))
+                continue
+            out = self.encoder.encode(row)
+            if out is None:
+                dropped += 1
+            else:
+                encoded.append((out["input_ids"], out["labels"]))
+        if not encoded:
+            raise ValueError(
+                f"Every row of this batch ({len(rows)}) was dropped: its target cannot fit max_length="
+                f"{self.encoder.max_length}. {self.stats.summary()} Raise max_length or pre-encode the dataset "
+                "with cgd.collator.encode_dataset, which filters such rows up front."
+            )
+        if dropped:
+            logger.warning(
+                "CGDCollator dropped %d of %d rows of a batch (too long for max_length=%s). %s",
+                dropped,
+                len(rows),
+                self.encoder.max_length,
+                self.stats.summary(),
+            )
+        return encoded
+
+    def _padded_length(self, n: int) -> int:
+        m = self.pad_to_multiple_of
+        return n if not m else -(-n // m) * m
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        encoded = self._encode_rows(rows)
+        return self._padding_free(encoded) if self.padding_free else self._padded(encoded)
+
+    def _padded(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        width = self._padded_length(max(len(ids) for ids, _ in encoded))
+        input_ids = torch.full((len(encoded), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for i, (ids, lbl) in enumerate(encoded):
+            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            labels[i, : len(lbl)] = torch.tensor(lbl, dtype=torch.long)
+            attention_mask[i, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def _padding_free(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        lengths = [len(ids) for ids, _ in encoded]
+        total = sum(lengths)
+        pad = self._padded_length(total) - total
+        if pad:
+            lengths.append(pad)  # the padding is one more (fully masked) sequence
+        input_ids = torch.tensor(
+            [t for ids, _ in encoded for t in ids] + [self.pad_token_id] * pad, dtype=torch.long
+        ).unsqueeze(0)
+        labels = torch.tensor([t for _, lbl in encoded for t in lbl] + [-100] * pad, dtype=torch.long).unsqueeze(0)
+        position_ids = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths]).unsqueeze(0)
+        labels[position_ids == 0] = -100  # no token learns to predict the start of the next sequence
+        batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+        # transformers only derives the per-sequence mask from position_ids when there is no KV cache; a
+        # model called with its default use_cache=True would let packed sequences attend to each other.
+        batch["use_cache"] = False
+        if self.return_seq_lens:
+            seq_lens = torch.tensor(lengths, dtype=torch.int32)
+            cu = torch.cat([torch.zeros(1, dtype=torch.int32), seq_lens.cumsum(0, dtype=torch.int32)])
+            batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = cu
+            batch["max_length_q"] = batch["max_length_k"] = int(seq_lens.max())
+            batch["seq_idx"] = torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32), seq_lens)[None]
+        return batch

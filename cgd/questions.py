@@ -1,0 +1,203 @@
+"""The embedded question set: seeded arithmetic and word problems with exact integer answers.
+
+The project generates these itself (nothing is copied from a public dataset), so the demo runs offline.
+Templates cover multi-step arithmetic, word problems about apples, money, time and rates, percentages
+and simple linear equations. Every answer is an integer computed from the drawn numbers.
+
+Splits are disjoint by construction: the eval split is drawn first from its own seed stream, and the
+train split skips any question text already in it, so changing ``--num_train`` never changes the eval
+split and no question appears in both.
+
+    python -m cgd.questions --output_dir data/questions --num_train 64 --num_eval 50 --seed 0
+
+writes ``train.jsonl`` and ``eval.jsonl`` with columns ``id``, ``question``, ``answer`` (a string holding
+the integer) and ``category``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+NAMES = ("Mia", "Noah", "Ava", "Liam", "Zoe", "Omar", "Lena", "Ravi", "Sofia", "Kenji", "Amara", "Tom")
+FRUITS = ("apples", "oranges", "pears", "plums", "lemons")
+ITEMS = (("notebook", "pen"), ("sandwich", "juice"), ("ticket", "poster"), ("book", "bookmark"))
+
+Problem = tuple[str, int]
+
+
+def multi_step(rng: random.Random) -> Problem:
+    """(a + b) x c - d, written out."""
+    a, b, c = rng.randint(2, 30), rng.randint(2, 30), rng.randint(2, 9)
+    d = rng.randint(1, (a + b) * c - 1)
+    return f"Compute ({a} + {b}) × {c} − {d}.", (a + b) * c - d
+
+
+def two_step(rng: random.Random) -> Problem:
+    """a × b + c."""
+    a, b, c = rng.randint(2, 19), rng.randint(2, 12), rng.randint(1, 99)
+    return f"What is {a} × {b} + {c}?", a * b + c
+
+
+def apples(rng: random.Random) -> Problem:
+    """Start, buy bags, give some away."""
+    name, fruit = rng.choice(NAMES), rng.choice(FRUITS)
+    start, bags, per_bag = rng.randint(2, 20), rng.randint(2, 6), rng.randint(3, 12)
+    give = rng.randint(1, start + bags * per_bag - 1)
+    question = (
+        f"{name} has {start} {fruit}. {name} buys {bags} bags with {per_bag} {fruit} in each bag and then "
+        f"gives {give} {fruit} to a friend. How many {fruit} does {name} have now?"
+    )
+    return question, start + bags * per_bag - give
+
+
+def money(rng: random.Random) -> Problem:
+    """Change from a bill after buying two kinds of items."""
+    name, (item1, item2) = rng.choice(NAMES), rng.choice(ITEMS)
+    p1, p2, n1, n2 = rng.randint(2, 15), rng.randint(1, 9), rng.randint(1, 5), rng.randint(1, 5)
+    total = p1 * n1 + p2 * n2
+    bill = next(b for b in (20, 50, 100, 200) if b > total)
+    question = (
+        f"A {item1} costs ${p1} and a {item2} costs ${p2}. {name} buys {n1} {item1}s and {n2} {item2}s "
+        f"and pays with a ${bill} bill. How many dollars of change does {name} get?"
+    )
+    return question, bill - total
+
+
+def time_minutes(rng: random.Random) -> Problem:
+    """Total minutes of a trip made several times."""
+    name, hours, minutes, trips = rng.choice(NAMES), rng.randint(1, 3), rng.randint(5, 55), rng.randint(2, 6)
+    question = (
+        f"A bus trip takes {hours} hours and {minutes} minutes. {name} makes the trip {trips} times in a week. "
+        f"How many minutes does {name} spend on the bus that week?"
+    )
+    return question, trips * (60 * hours + minutes)
+
+
+def rates(rng: random.Random) -> Problem:
+    """Distance over two legs at different speeds."""
+    name, v1, t1, v2, t2 = (
+        rng.choice(NAMES),
+        rng.randint(3, 20),
+        rng.randint(1, 5),
+        rng.randint(3, 20),
+        rng.randint(1, 5),
+    )
+    question = (
+        f"{name} cycles at {v1} km per hour for {t1} hours and then at {v2} km per hour for {t2} hours. "
+        f"How many kilometers does {name} cycle in total?"
+    )
+    return question, v1 * t1 + v2 * t2
+
+
+def percentage(rng: random.Random) -> Problem:
+    """Sale price after a percent discount (always a whole number of dollars)."""
+    pct = rng.choice((10, 20, 25, 40, 50, 75))
+    step = {10: 10, 20: 5, 25: 4, 40: 5, 50: 2, 75: 4}[pct]
+    price = step * rng.randint(3, 40)
+    question = f"A jacket costs ${price}. It is on sale for {pct}% off. What is the sale price in dollars?"
+    return question, price * (100 - pct) // 100
+
+
+def percent_of(rng: random.Random) -> Problem:
+    """p% of n (whole-number result)."""
+    pct = rng.choice((10, 20, 25, 30, 50, 60, 75))
+    n = 20 * rng.randint(1, 25)
+    return f"What is {pct}% of {n}?", pct * n // 100
+
+
+def equation(rng: random.Random) -> Problem:
+    """a·x + b = c with a whole-number solution."""
+    a, x, b = rng.randint(2, 12), rng.randint(1, 20), rng.randint(1, 50)
+    return f"Solve for x: {a}x + {b} = {a * x + b}.", x
+
+
+def sharing(rng: random.Random) -> Problem:
+    """Equal sharing after adding two amounts."""
+    name, friends, each = rng.choice(NAMES), rng.randint(2, 8), rng.randint(2, 15)
+    total = friends * each
+    first = rng.randint(1, total - 1)
+    question = (
+        f"{name} bakes {first} cookies in the morning and {total - first} cookies in the afternoon, then shares "
+        f"all of them equally among {friends} friends. How many cookies does each friend get?"
+    )
+    return question, each
+
+
+#: Category name -> generator. Order matters for reproducibility (drawn by index).
+TEMPLATES: dict[str, Callable[[random.Random], Problem]] = {
+    "multi_step": multi_step,
+    "two_step": two_step,
+    "apples": apples,
+    "money": money,
+    "time": time_minutes,
+    "rates": rates,
+    "percentage": percentage,
+    "percent_of": percent_of,
+    "equation": equation,
+    "sharing": sharing,
+}
+
+
+def _draw(rng: random.Random, count: int, split: str, exclude: set[str]) -> list[dict]:
+    rows: list[dict] = []
+    seen = set(exclude)
+    names = list(TEMPLATES)
+    attempts = 0
+    while len(rows) < count:
+        attempts += 1
+        if attempts > 1000 * max(count, 1):
+            raise RuntimeError(f"Could not draw {count} distinct questions for split {split!r}")
+        category = names[len(rows) % len(names)] if rng.random() < 0.5 else rng.choice(names)
+        question, answer = TEMPLATES[category](rng)
+        if question in seen:
+            continue
+        seen.add(question)
+        rows.append(
+            {"id": f"{split}-{len(rows):05d}", "question": question, "answer": str(answer), "category": category}
+        )
+    return rows
+
+
+def generate_splits(num_train: int, num_eval: int, seed: int = 0) -> dict[str, list[dict]]:
+    """Disjoint ``train`` and ``eval`` splits; eval depends only on ``seed`` and ``num_eval``."""
+    eval_rows = _draw(random.Random(f"cgd-eval-{seed}"), num_eval, "eval", set())
+    train_rows = _draw(random.Random(f"cgd-train-{seed}"), num_train, "train", {r["question"] for r in eval_rows})
+    return {"train": train_rows, "eval": eval_rows}
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def write_splits(output_dir: str | Path, num_train: int, num_eval: int, seed: int = 0) -> dict[str, Path]:
+    """Write ``train.jsonl`` and ``eval.jsonl`` under ``output_dir``; returns their paths."""
+    output_dir = Path(output_dir)
+    paths = {}
+    for split, rows in generate_splits(num_train, num_eval, seed).items():
+        paths[split] = output_dir / f"{split}.jsonl"
+        write_jsonl(rows, paths[split])
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the embedded arithmetic/word-problem question set.")
+    parser.add_argument("--output_dir", default="data/questions")
+    parser.add_argument("--num_train", type=int, default=64)
+    parser.add_argument("--num_eval", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for split, path in write_splits(args.output_dir, args.num_train, args.num_eval, args.seed).items():
+        print(f"{split}: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Local batched ``generate`` with transformers, for small models (CPU demo, tests).
+
+Prompts are rendered with :func:`cgd.templates.render_prompt` (the model's chat template, or the plain
+``Question: ... Answer:`` layout for base models) and left-padded so a batch generates in lockstep.
+A sequence that emits an end-of-sequence token finished with ``stop``; one that ran out of
+``max_tokens`` with ``length``. Token counts include the end-of-sequence token and exclude padding.
+Greedy decoding is deterministic for a fixed batch composition (``batch_size: 1`` makes it independent of
+which rows share a batch, e.g. across a resume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from datasets_builders.backends.base import Backend, Completion, Request, ResultCallback, Sampling
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 8,
+        device: str | None = None,
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = model
+        self.batch_size = max(1, batch_size)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left", trust_remote_code=trust_remote_code)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        self.model.to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.num_requests = 0
+
+    def _render(self, request: Request) -> str:
+        from cgd.templates import PromptTemplates, has_chat_template, render_prompt
+
+        templates = PromptTemplates(system_prompt=request.system)
+        prompt = render_prompt(self.tokenizer, request.user, templates)
+        if not has_chat_template(self.tokenizer) and self.tokenizer.bos_token:
+            prompt = self.tokenizer.bos_token + prompt
+        return prompt
+
+    def _generation_config(self, sampling: Sampling) -> Any:
+        from transformers import GenerationConfig
+
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "num_return_sequences": sampling.n,
+            "do_sample": not sampling.greedy,
+            "eos_token_id": sorted(self.eos_ids),
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if not sampling.greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        return GenerationConfig(**kwargs)
+
+    def _split(self, tokens: list[int], max_tokens: int) -> tuple[list[int], str]:
+        for i, tok in enumerate(tokens):
+            if tok in self.eos_ids:
+                return tokens[: i + 1], "stop"
+        return tokens, "length" if len(tokens) >= max_tokens else "stop"
+
+    def generate(self, requests: Sequence[Request], sampling: Sampling, on_result: ResultCallback) -> None:
+        import torch
+
+        config = self._generation_config(sampling)
+        for start in range(0, len(requests), self.batch_size):
+            batch = list(requests[start : start + self.batch_size])
+            prompts = [self._render(r) for r in batch]
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed + start)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, generation_config=config)
+            new = out[:, enc["input_ids"].shape[1] :].tolist()
+            prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+            self.num_requests += len(batch)
+            for b, request in enumerate(batch):
+                completions = []
+                for k in range(sampling.n):
+                    tokens, reason = self._split(new[b * sampling.n + k], sampling.max_tokens)
+                    text_tokens = [t for t in tokens if t not in self.eos_ids]
+                    text = self.tokenizer.decode(text_tokens, skip_special_tokens=True)
+                    completions.append(Completion(text, reason, len(tokens), int(prompt_lens[b])))
+                on_result(request, completions)
+
+    def close(self) -> None:
+        import gc
+
+        del self.model
+        gc.collect()

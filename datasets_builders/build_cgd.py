@@ -1,0 +1,294 @@
+"""Build a CGD dataset: probe -> critique -> refine (-> direct), resumable, sharded, filtered, pushed.
+
+    python datasets_builders/build_cgd.py --config recipes/builders/smollm2_demo.yaml [--key value ...]
+    python datasets_builders/build_cgd.py --config R.yaml --num_shards 4 --shard_index 2   # one node's share
+    python datasets_builders/build_cgd.py merge --config R.yaml --num_shards 4             # join the shards
+
+Layout of ``output_dir``: ``data/`` + ``README.md`` (the Hub dataset), ``build_report.{json,md}``, and
+``checkpoints/shard-<i>-of-<n>/<stage>.jsonl`` (resume state; never uploaded). Rerunning the same
+command after a crash or a kill continues where it stopped without re-sending finished requests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: put the repo root (not this folder) on sys.path
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from cgd import schema  # noqa: E402
+from datasets_builders.backends import Backend, BackendError, make_backend  # noqa: E402
+from datasets_builders.backends import backend_key as _backend_key  # noqa: E402
+from datasets_builders.checkpoint import CheckpointError, ShardLock, StageCheckpoint, check_fingerprints  # noqa: E402
+from datasets_builders.config import BuildConfig, StageSpec, parse_args, resolve_stages  # noqa: E402
+from datasets_builders.filters import Decontaminator, apply_filters  # noqa: E402
+from datasets_builders.sources import Question, apply_preset, question_row, select_questions  # noqa: E402
+from datasets_builders.stages import QID, StageRun, assemble, expand, run_stage, shard_of, stage_units  # noqa: E402
+
+logger = logging.getLogger("cgd.builders")
+
+
+class MergeError(RuntimeError):
+    """Shards are incomplete or inconsistent; nothing is written."""
+
+
+def shard_dir(output_dir: str | Path, num_shards: int, shard_index: int) -> Path:
+    return Path(output_dir) / "checkpoints" / f"shard-{shard_index:05d}-of-{num_shards:05d}"
+
+
+def chained_fingerprints(specs: list[StageSpec]) -> dict[str, str]:
+    """Stage fingerprints that also cover the stages feeding them (a new probe invalidates the critique)."""
+    import hashlib
+
+    out, upstream = {}, ""
+    for spec in specs:
+        fp = hashlib.sha256((upstream + spec.fingerprint()).encode()).hexdigest()[:16]
+        out[spec.name] = fp
+        if spec.name != "direct":
+            upstream = fp
+    return out
+
+
+class Builder:
+    """One build (or merge) described by a :class:`BuildConfig`."""
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+        self.specs = resolve_stages(config)
+        self.output_dir = Path(config.output.output_dir)
+        self._backend: Backend | None = None
+        self._backend_key: tuple | None = None
+        self.this_run: dict[str, StageRun] = {}
+
+    # -- questions ---------------------------------------------------------------------------------
+    def questions(self) -> tuple[list[Question], Any]:
+        src = self.config.source
+        decontaminate = None
+        if src.decontaminate_files:
+            missing = [f for f in src.decontaminate_files if not Path(f).is_file()]
+            if missing:
+                raise FileNotFoundError(f"Decontamination file(s) not found: {missing}")
+            decontaminate = Decontaminator(src.decontaminate_files, src.decontaminate_fields, src.decontaminate_ngram)
+        return select_questions(src, decontaminate)
+
+    def question_units(self, questions: list[Question], shard_index: int) -> list[dict]:
+        n = self.config.output.num_shards
+        units = []
+        for q in questions:
+            if shard_of(q.id, n) == shard_index:
+                unit = question_row(q)
+                unit[QID] = q.id
+                units.append(unit)
+        return units
+
+    # -- generation --------------------------------------------------------------------------------
+    def get_backend(self, spec: StageSpec) -> Backend:
+        key = _backend_key(spec)
+        if key != self._backend_key:
+            if self._backend is not None:
+                self._backend.close()
+            self._backend = None
+            self._backend = make_backend(spec, self.config.model)
+            self._backend_key = key
+        return self._backend
+
+    def generate(self, questions: list[Question]) -> dict[str, StageRun]:
+        """Run every stage for this run's shard, checkpointing as it goes."""
+        out = self.config.output
+        directory = shard_dir(self.output_dir, out.num_shards, out.shard_index)
+        lock = ShardLock(directory)
+        try:
+            check_fingerprints(directory, chained_fingerprints(self.specs))
+            question_units = self.question_units(questions, out.shard_index)
+            units = question_units
+            for spec in self.specs:
+                checkpoint = StageCheckpoint(directory / f"{spec.name}.jsonl")
+                if checkpoint.torn_bytes:
+                    logger.warning(
+                        "%s: discarded a torn last record (%d bytes)", checkpoint.path, checkpoint.torn_bytes
+                    )
+                stage_in = stage_units(spec.name, question_units, units)
+                try:
+                    run = run_stage(spec, stage_in, checkpoint, self.get_backend, progress=out.progress)
+                except BackendError as err:
+                    raise BackendError(f"{spec.name} stage failed: {err}") from err
+                self.this_run[spec.name] = run
+                self._log_run(directory, run)
+                expanded, missing = expand(spec.name, stage_in, checkpoint)
+                if missing:  # a backend returned without delivering every request
+                    raise BackendError(
+                        f"{spec.name} stage finished with {len(missing)} rows missing (e.g. {missing[:3]})"
+                    )
+                if spec.name != "direct":
+                    units = expanded
+        finally:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend, self._backend_key = None, None
+            lock.release()
+        return self.this_run
+
+    @staticmethod
+    def _log_run(directory: Path, run: StageRun) -> None:
+        with open(directory / "runs.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"time": time.time(), **run.to_dict()}) + "\n")
+
+    # -- merge / finalize --------------------------------------------------------------------------
+    def finalize(self, questions: list[Question], source_report: Any, started: float) -> dict[str, Any]:
+        """Join every shard's checkpoints into rows, verify completeness, filter, write the dataset."""
+        from datasets_builders.card import render_card
+        from datasets_builders.output import content_fingerprint, dataset_info, push_folder, write_parquet_files
+        from datasets_builders.report import print_report, stage_summary, to_markdown, write_report
+
+        out = self.config.output
+        rows, problems, runs, totals = [], [], {s.name: [] for s in self.specs}, {}
+        for index in range(out.num_shards):
+            directory = shard_dir(self.output_dir, out.num_shards, index)
+            if not directory.is_dir():
+                problems.append(f"shard {index}: no checkpoints at {directory} (never run)")
+                continue
+            lock = ShardLock(directory)  # refuses to merge a shard that is still running
+            try:
+                checkpoints = {s.name: StageCheckpoint(directory / f"{s.name}.jsonl") for s in self.specs}
+            finally:
+                lock.release()
+            units = self.question_units(questions, index)
+            wanted = {u[schema.ID] for u in units}
+            shard_rows, missing = assemble(units, self.specs, checkpoints)
+            for spec in self.specs:
+                cp = checkpoints[spec.name]
+                extra = [rid for rid in cp.records if rid not in wanted and spec.name in ("probe", "direct")]
+                if extra:
+                    problems.append(f"shard {index}: {spec.name} checkpoint has {len(extra)} ids outside this shard")
+                if missing[spec.name]:
+                    problems.append(
+                        f"shard {index}: {spec.name} misses {len(missing[spec.name])} rows (e.g. {missing[spec.name][:3]})"
+                    )
+                if cp.duplicates:
+                    problems.append(f"shard {index}: {spec.name} checkpoint has {cp.duplicates} duplicate ids")
+                t = totals.setdefault(
+                    spec.name, {"rows": 0, "completion_tokens": 0, "prompt_tokens": 0, "finish_reasons": {}}
+                )
+                t["rows"] += len(cp)
+                for record in cp.records.values():
+                    outs = record["outputs"]
+                    t["completion_tokens"] += sum(o["num_tokens"] for o in outs)
+                    t["prompt_tokens"] += outs[0]["prompt_tokens"] if outs else 0
+                    for o in outs:
+                        t["finish_reasons"][o["finish_reason"]] = t["finish_reasons"].get(o["finish_reason"], 0) + 1
+            runs_path = directory / "runs.jsonl"
+            if runs_path.exists():
+                for line in runs_path.read_text().splitlines():
+                    if line.strip():
+                        run = json.loads(line)
+                        if run["name"] in runs:
+                            runs[run["name"]].append(run)
+            rows.extend(shard_rows)
+        if problems:
+            raise MergeError("Cannot build the dataset:\n  " + "\n  ".join(problems))
+        ids = [r[schema.ID] for r in rows]
+        if len(set(ids)) != len(ids):
+            raise MergeError("Duplicate row ids across shards")
+        expected = sum(1 for _ in questions)
+        seen_questions = {r[QID] for r in rows}
+        if len(seen_questions) != expected:
+            raise MergeError(f"{expected - len(seen_questions)} questions are missing from the shards")
+
+        by_name = {s.name: s for s in self.specs}
+        for r in rows:
+            r[schema.STUDENT_MODEL] = by_name["probe"].model
+            r[schema.TEACHER_MODEL] = by_name["refine"].model
+        verdicts_before = _count_verdicts(rows)
+        src_cfg = apply_preset(self.config.source)
+        kept, filter_counts = apply_filters(
+            rows,
+            self.config.filters,
+            [s.name for s in self.specs],
+            reference_answer_format=src_cfg["reference_answer_format"],
+            seed=self.config.source.seed,
+        )
+        for r in kept:
+            r.pop(QID, None)
+
+        stage_dicts = {s.name: {**asdict(s)} for s in self.specs}
+        report: dict[str, Any] = {
+            "source": source_report.to_dict(),
+            "stages": {n: stage_summary(stage_dicts[n], runs[n], totals[n]) for n in by_name},
+            "this_run": {n: r.to_dict() for n, r in self.this_run.items()},
+            "filters": [c.to_dict() for c in filter_counts],
+            "verdicts": {"before": verdicts_before, "after": _count_verdicts(kept)},
+            "output": {"rows": len(kept), "path": str(self.output_dir), "files": []},
+            "num_shards": out.num_shards,
+        }
+        costs = [s["cost_usd"] for s in report["stages"].values() if s["cost_usd"] is not None]
+        report["total_cost_usd"] = round(sum(costs), 4) if costs else None
+        files, num_bytes = write_parquet_files(kept, self.output_dir, out.rows_per_file)
+        report["output"]["files"] = [str(p.relative_to(self.output_dir)) for p in files]
+        report["wall_time_s"] = round(time.perf_counter() - started, 3)
+        markdown = to_markdown(report)
+        title = out.dataset_name or self.output_dir.name
+        info = dataset_info(len(kept), num_bytes, files)
+        report["output"]["fingerprint"] = fingerprint = content_fingerprint(files)
+        card = render_card(
+            title, report, list(stage_dicts.values()), self.config.to_dict(), markdown, out.license, info, fingerprint
+        )
+        (self.output_dir / "README.md").write_text(card, encoding="utf-8")
+        write_report(report, self.output_dir)
+        if out.progress:
+            print_report(report)
+        if out.push_to_hub:
+            report["output"]["hub_url"] = push_folder(self.output_dir, out.push_to_hub, private=out.private)
+            write_report(report, self.output_dir)
+        return report
+
+    # -- entry -------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Generate this run's shard (unless merging), then finalize when the whole dataset is here."""
+        started = time.perf_counter()
+        questions, source_report = self.questions()
+        out = self.config.output
+        if not out.merge:
+            self.generate(questions)
+            if out.num_shards > 1:
+                summary = {n: r.to_dict() for n, r in self.this_run.items()}
+                directory = shard_dir(self.output_dir, out.num_shards, out.shard_index)
+                (directory / "shard_report.json").write_text(json.dumps({"this_run": summary}, indent=2))
+                print(
+                    f"Shard {out.shard_index}/{out.num_shards} finished. When all shards are done, run the same "
+                    f"command with `merge` (or --merge true) to build {self.output_dir}.",
+                    file=sys.stderr,
+                )
+                return {"this_run": summary, "shard_done": True}
+        return self.finalize(questions, source_report, started)
+
+
+def _count_verdicts(rows: list[dict]) -> dict[str, int]:
+    counts = dict.fromkeys(schema.VERDICTS, 0)
+    for r in rows:
+        counts[r[schema.VERDICT]] += 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = parse_args(argv)
+    try:
+        Builder(config).run()
+    except (BackendError, CheckpointError, MergeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

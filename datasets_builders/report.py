@@ -1,0 +1,123 @@
+"""The build report: rows in/out per stage and filter, tokens, throughput, cost; JSON + Markdown + rich."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def stage_summary(stage: dict[str, Any], runs: list[dict[str, Any]], totals: dict[str, int]) -> dict[str, Any]:
+    """One stage's line: checkpoint totals (tokens), summed over every run (time, requests), and cost."""
+    wall = sum(r.get("wall_s", 0.0) for r in runs)
+    requests = sum(r.get("requests", 0) for r in runs)
+    generated = sum(r.get("completion_tokens", 0) for r in runs)
+    out = {
+        "model": stage["model"],
+        "backend": stage["backend"],
+        "rows": totals["rows"],
+        "completion_tokens": totals["completion_tokens"],
+        "prompt_tokens": totals["prompt_tokens"],
+        "requests_sent": requests,
+        "runs": len(runs),
+        "wall_s": round(wall, 3),
+        "load_s": round(sum(r.get("load_s", 0.0) for r in runs), 3),
+        "rows_per_s": round(requests / wall, 3) if wall > 0 else None,
+        "tokens_per_s": round(generated / wall, 2) if wall > 0 else None,
+        "finish_reasons": totals["finish_reasons"],
+        "cost_usd": None,
+    }
+    if stage.get("input_price") is not None or stage.get("output_price") is not None:
+        out["cost_usd"] = round(
+            totals["prompt_tokens"] * (stage.get("input_price") or 0.0) / 1e6
+            + totals["completion_tokens"] * (stage.get("output_price") or 0.0) / 1e6,
+            4,
+        )
+    return out
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables (also used in the dataset card)."""
+    src = report["source"]
+    lines = [
+        "| source step | rows |",
+        "|---|---:|",
+        f"| loaded | {src['rows_loaded']} |",
+        f"| malformed (missing/empty question) | {src['malformed']} |",
+        f"| scanned for sampling | {src['rows_scanned']} |",
+        f"| duplicates dropped | {src['duplicates']} |",
+        f"| contaminated dropped | {src['contaminated']} |",
+        f"| selected | {src['rows_selected']} |",
+        "",
+        "| stage | model | backend | rows | generated tokens | prompt tokens | requests sent | wall s | rows/s | tokens/s | cost USD |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in report["stages"].items():
+        cost = "" if s["cost_usd"] is None else f"{s['cost_usd']:.4f}"
+        lines.append(
+            f"| {name} | {s['model']} | {s['backend']} | {s['rows']} | {s['completion_tokens']} | {s['prompt_tokens']} | "
+            f"{s['requests_sent']} | {s['wall_s']:.2f} | {s['rows_per_s'] or ''} | {s['tokens_per_s'] or ''} | {cost} |"
+        )
+    lines += ["", "| filter | enabled | rows in | dropped | rows out | detail |", "|---|---|---:|---:|---:|---|"]
+    for f in report["filters"]:
+        detail = ", ".join(f"{k}: {v}" for k, v in f["detail"].items())
+        lines.append(
+            f"| {f['name']} | {f['enabled']} | {f['rows_in']} | {f['dropped']} | {f['rows_out']} | {detail} |"
+        )
+    v = report["verdicts"]
+    lines += [
+        "",
+        f"Verdicts before filtering: right {v['before']['right']}, wrong {v['before']['wrong']}, unparsed {v['before']['unparsed']}; "
+        f"after: right {v['after']['right']}, wrong {v['after']['wrong']}, unparsed {v['after']['unparsed']}.",
+        f"Rows written: {report['output']['rows']}. Total cost: {report['total_cost_usd'] if report['total_cost_usd'] is not None else 'n/a'} USD.",
+    ]
+    return "\n".join(lines)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """Print the stage and filter tables with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True, width=max(Console(stderr=True).width, 150))
+    table = Table(title="CGD build: stages")
+    for col in ("stage", "model", "backend", "rows", "gen tokens", "requests", "wall s", "rows/s", "tok/s", "cost $"):
+        table.add_column(col)
+    for name, s in report["stages"].items():
+        table.add_row(
+            name, s["model"], s["backend"], str(s["rows"]), str(s["completion_tokens"]), str(s["requests_sent"]),
+            f"{s['wall_s']:.2f}", str(s["rows_per_s"] or "-"), str(s["tokens_per_s"] or "-"),
+            "-" if s["cost_usd"] is None else f"{s['cost_usd']:.4f}",
+        )  # fmt: skip
+    console.print(table)
+    table = Table(title="CGD build: source and filters")
+    for col in ("step", "rows in", "dropped", "rows out", "detail"):
+        table.add_column(col)
+    src = report["source"]
+    table.add_row("source (malformed)", str(src["rows_loaded"]), str(src["malformed"]), "", "")
+    table.add_row(
+        "dedupe / decontam",
+        str(src["rows_scanned"]),
+        str(src["duplicates"] + src["contaminated"]),
+        str(src["rows_selected"]),
+        f"dup {src['duplicates']}, contam {src['contaminated']}",
+    )
+    for f in report["filters"]:
+        table.add_row(
+            f["name"] + ("" if f["enabled"] else " (off)"),
+            str(f["rows_in"]),
+            str(f["dropped"]),
+            str(f["rows_out"]),
+            ", ".join(f"{k}: {v}" for k, v in f["detail"].items()),
+        )
+    console.print(table)
+    console.print(f"rows written: {report['output']['rows']} -> {report['output']['path']}")
+
+
+def write_report(report: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
+    """Write ``build_report.json`` and ``build_report.md`` to ``output_dir``."""
+    json_path = output_dir / "build_report.json"
+    md_path = output_dir / "build_report.md"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    md_path.write_text("# CGD build report\n\n" + to_markdown(report) + "\n")
+    return json_path, md_path

@@ -1,0 +1,172 @@
+"""Run the generation stages over a shard's rows, checkpointing each finished row, and assemble rows.
+
+A *unit* is a row being built: the question's columns plus the outputs of the stages run so far. A
+stage turns units into requests (its template filled from the unit), skips units already in its
+checkpoint, and appends each result as it arrives. A stage with ``n > 1`` expands each unit into ``n``
+units (ids suffixed ``.<stage letter><k>``). The direct stage answers each question once and its answer
+is joined to every unit of that question.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cgd import schema
+from datasets_builders.backends import Backend, Completion, Request, Sampling
+from datasets_builders.checkpoint import CheckpointError, StageCheckpoint
+from datasets_builders.prompts import fill_template
+from datasets_builders.verdict import parse_verdict
+
+OUTPUT_COLUMN = {
+    "probe": schema.INITIAL_RESPONSE,
+    "critique": schema.CRITIQUE,
+    "refine": schema.REFINED_RESPONSE,
+    "direct": schema.TEACHER_ANSWER,
+}
+QID = "_question_id"  # internal: the question a unit came from
+
+
+@dataclass
+class StageRun:
+    """What one stage did in this run (requests actually sent, time, tokens) and what its checkpoint holds."""
+
+    name: str
+    model: str
+    backend: str
+    units: int = 0
+    resumed: int = 0  # units already finished before this run
+    torn_bytes: int = 0  # bytes of a torn last record discarded on open
+    requests: int = 0  # rows generated in this run
+    completion_tokens: int = 0  # generated in this run
+    prompt_tokens: int = 0  # prompts of this run
+    load_s: float = 0.0
+    wall_s: float = 0.0  # generation time of this run (model load excluded)
+    finish_reasons: dict[str, int] = field(default_factory=dict)  # over the whole checkpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shard_of(question_id: str, num_shards: int) -> int:
+    """Which shard a question belongs to (ids are hex digests, so this is a stable hash partition)."""
+    return int(question_id, 16) % num_shards
+
+
+def stage_units(stage: str, question_units: list[dict], previous_units: list[dict]) -> list[dict]:
+    """The units a stage works on: questions for probe/direct, the previous stage's units otherwise."""
+    return question_units if stage in ("probe", "direct") else previous_units
+
+
+def build_request(spec: Any, unit: dict) -> Request:
+    return Request(unit[schema.ID], fill_template(spec.template, unit), spec.system_prompt)
+
+
+def expand(stage: str, units: list[dict], checkpoint: StageCheckpoint) -> tuple[list[dict], list[str]]:
+    """Units after ``stage``: each unit joined with its checkpointed outputs; returns (units, missing ids)."""
+    out, missing = [], []
+    for unit in units:
+        record = checkpoint.records.get(unit[schema.ID])
+        if record is None:
+            missing.append(unit[schema.ID])
+            continue
+        outputs = record["outputs"]
+        for k, o in enumerate(outputs):
+            new = dict(unit)
+            if len(outputs) > 1:
+                new[schema.ID] = f"{unit[schema.ID]}.{stage[0]}{k}"
+            new[OUTPUT_COLUMN[stage]] = o["text"]
+            new[schema.finish_reason_column(stage)] = o["finish_reason"]
+            new[schema.num_tokens_column(stage)] = o["num_tokens"]
+            out.append(new)
+    return out, missing
+
+
+def join_direct(units: list[dict], direct_units: list[dict]) -> list[dict]:
+    """Attach each question's direct teacher answer to all of that question's units."""
+    by_question = {u[QID]: u for u in direct_units}
+    cols = (schema.TEACHER_ANSWER, schema.finish_reason_column("direct"), schema.num_tokens_column("direct"))
+    for unit in units:
+        d = by_question.get(unit[QID])
+        for col in cols:
+            unit[col] = d[col] if d else None
+    return units
+
+
+def run_stage(
+    spec: Any,
+    units: list[dict],
+    checkpoint: StageCheckpoint,
+    get_backend: Callable[[Any], Backend],
+    progress: bool = True,
+) -> StageRun:
+    """Generate every unit missing from ``checkpoint`` and append each result as it arrives."""
+    from tqdm.auto import tqdm
+
+    run = StageRun(spec.name, spec.model, spec.backend, units=len(units), torn_bytes=checkpoint.torn_bytes)
+    wanted = {u[schema.ID] for u in units}
+    foreign = [rid for rid in checkpoint.records if rid not in wanted]
+    if foreign:
+        raise CheckpointError(
+            f"{checkpoint.path} holds {len(foreign)} ids that are not rows of this shard (e.g. {foreign[:3]}): "
+            "the source, sampling or sharding changed since it was written. Use another output_dir."
+        )
+    todo = [u for u in units if u[schema.ID] not in checkpoint]
+    run.resumed = len(units) - len(todo)
+    if todo:
+        start = time.perf_counter()
+        backend = get_backend(spec)
+        run.load_s = time.perf_counter() - start
+        sampling = Sampling(spec.temperature, spec.top_p, spec.max_tokens, spec.n, spec.seed)
+        bar = tqdm(total=len(units), initial=run.resumed, desc=spec.name, unit="row", disable=not progress)
+
+        def on_result(request: Request, completions: list[Completion]) -> None:
+            checkpoint.append({"id": request.id, "model": spec.model, "outputs": [asdict(c) for c in completions]})
+            run.requests += 1
+            run.completion_tokens += sum(c.num_tokens for c in completions)
+            run.prompt_tokens += completions[0].prompt_tokens if completions else 0
+            bar.update(1)
+
+        start = time.perf_counter()
+        try:
+            backend.generate([build_request(spec, u) for u in todo], sampling, on_result)
+        finally:
+            run.wall_s = time.perf_counter() - start
+            bar.close()
+            checkpoint.close()
+    for record in checkpoint.records.values():
+        for o in record["outputs"]:
+            run.finish_reasons[o["finish_reason"]] = run.finish_reasons.get(o["finish_reason"], 0) + 1
+    return run
+
+
+def assemble(
+    question_units: list[dict], specs: list[Any], checkpoints: dict[str, StageCheckpoint]
+) -> tuple[list[dict], dict[str, list[str]]]:
+    """Rows from the checkpoints alone (no generation): every unit through every stage.
+
+    Returns the rows and, per stage, the ids missing from its checkpoint (empty when the shard is complete).
+    """
+    units = question_units
+    direct_units: list[dict] | None = None
+    missing: dict[str, list[str]] = {}
+    for spec in specs:
+        expanded, missing[spec.name] = expand(
+            spec.name, stage_units(spec.name, question_units, units), checkpoints[spec.name]
+        )
+        if spec.name == "direct":
+            direct_units = expanded
+        else:
+            units = expanded
+    rows = []
+    for unit in units:
+        row = {col: None for col in schema.ALL_COLUMNS}
+        row.update({k: v for k, v in unit.items() if k in row})
+        row[QID] = unit[QID]
+        row[schema.VERDICT] = parse_verdict(row[schema.CRITIQUE])
+        rows.append(row)
+    if direct_units is not None:
+        join_direct(rows, direct_units)
+    return rows, missing

@@ -1,0 +1,421 @@
+"""
+name:
+CGD benchmark suite (Critique-Guided Distillation, arXiv 2505.11628)
+
+dataset:
+HuggingFaceH4/MATH-500, math-ai/minervamath, openai/gsm8k, Hothan/OlympiadBench, math-ai/amc23,
+HuggingFaceH4/aime_2024, yentinglin/aime_2025, TIGER-Lab/TheoremQA, Idavidrein/gpqa, TIGER-Lab/MMLU-Pro
+
+abstract:
+lighteval 0.13 custom tasks for the benchmarks the CGD paper reports, with its protocol: zero-shot
+chain-of-thought, greedy decoding, the final answer in \\boxed{}, pass@1 with symbolic answer checking
+(cgd.answers, built on lighteval's math extraction/verification). Every task also reports format drift
+(share of outputs that read as critiques; share ending with a boxed answer). `*_sampled` variants report
+pass@k over n samples (run them with temperature > 0).
+
+Usage (through cgd's entry point, which applies the offline shims first):
+
+    python -m cgd.lighteval accelerate "model_name=PATH,generation_parameters={max_new_tokens:2048}" \\
+        "cgd_math500|0,cgd_gsm8k|0" --custom-tasks eval_tasks/cgd_tasks.py
+
+Local data instead of the Hub (read in place):
+    CGD_EVAL_DATA_DIR=DIR      -> each task reads DIR/<local_name>/ (e.g. DIR/gsm8k/test.jsonl) when that
+                                  folder exists, else its Hub dataset. <local_name> is the task name
+                                  without "cgd_" (math500, minerva_math, gsm8k, olympiadbench, amc23,
+                                  aime24, aime25, theoremqa, gpqa_diamond, mmlu_pro).
+    CGD_EVAL_<NAME>_PATH=DIR   -> one task (e.g. CGD_EVAL_GSM8K_PATH): a folder of <split>.jsonl files
+                                  (test.jsonl, train.jsonl ...; .json/.parquet/.csv also work).
+    CGD_EVAL_FIRST_N=N         -> evaluate only the first N rows of each file, in file order
+                                  (lighteval's --max-samples takes a seeded random subset instead).
+Field names are read tolerantly (problem/question/Question, answer/final_answer/Answer ...), so the Hub
+datasets and the ../shared/data files load through the same prompt functions.
+
+languages:
+english
+
+tags:
+math, reasoning, multiple-choice, cgd
+
+paper:
+https://arxiv.org/abs/2505.11628
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import string
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+# lighteval imports a --custom-tasks file as a standalone module: make the repo root (and so `cgd`)
+# importable even when the project is not pip-installed.
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import numpy as np  # noqa: E402
+from lighteval.metrics.metrics_sample import PassAtK, SampleLevelComputation  # noqa: E402
+from lighteval.metrics.utils.metric_utils import SampleLevelMetric, SampleLevelMetricGrouping  # noqa: E402
+from lighteval.models.model_output import ModelResponse  # noqa: E402
+from lighteval.tasks.lighteval_task import LightevalTaskConfig  # noqa: E402
+from lighteval.tasks.requests import Doc, SamplingMethod  # noqa: E402
+
+from cgd.answers import (  # noqa: E402
+    answers_match,
+    ends_with_boxed_answer,
+    extract_choice_letter,
+    has_verdict,
+    looks_like_critique,
+    normalize_gold,
+)
+
+logger = logging.getLogger(__name__)
+
+# --- prompts ------------------------------------------------------------------------------------------
+
+MATH_INSTRUCTION = (
+    "Solve the problem below. Reason through it step by step, showing your work, and then write the "
+    "final answer inside \\boxed{} on the last line."
+)
+CHOICE_INSTRUCTION = (
+    "Answer the multiple-choice question below. Reason through it step by step, and then write the "
+    "letter of the correct option inside \\boxed{} on the last line (for example \\boxed{B})."
+)
+
+# The instruction the ../shared/data problems (and Qwen-Math style files) already end with.
+_TRAILING_INSTRUCTION = re.compile(
+    r"\s*(?:please\s+)?reason\s+step\s+by\s+step,?\s+and\s+put\s+your\s+final\s+answer\s+within\s+"
+    r"\\+boxed\{\}\.?\s*$",
+    re.IGNORECASE,
+)
+
+_PROBLEM_KEYS = ("problem", "question", "Problem", "Question", "prompt")
+_ANSWER_KEYS = ("answer", "final_answer", "Answer", "expected_answer", "target")
+
+
+def strip_existing_instruction(problem: str) -> str:
+    """The problem without a trailing "Please reason step by step, and put your final answer within
+    \\boxed{}." sentence (so our own instruction is not doubled)."""
+    return _TRAILING_INSTRUCTION.sub("", problem).rstrip()
+
+
+def _first(line: dict, keys: Sequence[str]) -> Any:
+    for key in keys:
+        if line.get(key) is not None:
+            return line[key]
+    raise KeyError(f"none of {list(keys)} in row with fields {sorted(k for k in line if not k.startswith('__'))}")
+
+
+def _answer_text(answer: Any) -> str:
+    """A gold answer as a string: lists (OlympiadBench's final_answer) are joined; floats like 27.0
+    become "27"; GSM8K worked solutions reduce to the text after ####."""
+    if isinstance(answer, list | tuple):
+        return ", ".join(normalize_gold(str(a)) for a in answer)
+    if isinstance(answer, float) and answer.is_integer():
+        return str(int(answer))
+    return normalize_gold(str(answer))
+
+
+def _beyond_first_n(line: dict) -> bool:
+    limit = os.environ.get("CGD_EVAL_FIRST_N")
+    return bool(limit) and int(line.get("__index", 0)) >= int(limit)
+
+
+def _math_doc(line: dict, task_name: str, query: str, gold: str) -> Doc:
+    return Doc(
+        task_name=task_name,
+        query=f"{MATH_INSTRUCTION}\n\n{query}",
+        choices=[gold],
+        gold_index=0,
+        specific={"answer": gold},
+    )
+
+
+def math_prompt(line: dict, task_name: str | None = None) -> Doc | None:
+    """MATH-500, Minerva Math, OlympiadBench, AMC23, AIME: problem + CoT/boxed instruction; gold = answer."""
+    if _beyond_first_n(line):
+        return None
+    problem = strip_existing_instruction(str(_first(line, _PROBLEM_KEYS)))
+    return _math_doc(line, task_name, problem, _answer_text(_first(line, _ANSWER_KEYS)))
+
+
+def gsm8k_prompt(line: dict, task_name: str | None = None) -> Doc | None:
+    """GSM8K: question + instruction; gold = the number after ``####`` (thousands separators dropped)."""
+    if _beyond_first_n(line):
+        return None
+    question = strip_existing_instruction(str(_first(line, _PROBLEM_KEYS)))
+    return _math_doc(line, task_name, question, _answer_text(_first(line, _ANSWER_KEYS)))
+
+
+def theoremqa_prompt(line: dict, task_name: str | None = None) -> Doc | None:
+    """TheoremQA: text-only questions (rows with a picture are skipped); booleans box True/False."""
+    if _beyond_first_n(line) or line.get("Picture"):
+        return None
+    question = strip_existing_instruction(str(_first(line, _PROBLEM_KEYS)))
+    answer = _first(line, _ANSWER_KEYS)
+    gold = str(answer) if isinstance(answer, bool) else _answer_text(answer)
+    if str(line.get("Answer_type", "")).lower() == "bool":
+        question += "\nAnswer True or False."
+    return _math_doc(line, task_name, question, gold)
+
+
+def _choice_doc(task_name: str, question: str, options: list[str], gold_index: int) -> Doc:
+    letters = string.ascii_uppercase[: len(options)]
+    listing = "\n".join(f"({letter}) {str(option).strip()}" for letter, option in zip(letters, options))
+    return Doc(
+        task_name=task_name,
+        query=f"{CHOICE_INSTRUCTION}\n\n{question.strip()}\n\n{listing}",
+        choices=list(letters),
+        gold_index=gold_index,
+        specific={"answer": letters[gold_index]},
+    )
+
+
+def gpqa_prompt(line: dict, task_name: str | None = None) -> Doc | None:
+    """GPQA-Diamond: the correct answer is placed among the three distractors at a position fixed by a
+    hash of the question (reproducible across runs and machines, unlike a global RNG)."""
+    if _beyond_first_n(line):
+        return None
+    question = str(_first(line, ("Question", "question")))
+    incorrect = [line["Incorrect Answer 1"], line["Incorrect Answer 2"], line["Incorrect Answer 3"]]
+    seed = int(hashlib.sha256(question.encode("utf-8")).hexdigest()[:8], 16)
+    gold_index = random.Random(seed).randint(0, 3)
+    options = incorrect[:gold_index] + [line["Correct Answer"]] + incorrect[gold_index:]
+    return _choice_doc(task_name, question, options, gold_index)
+
+
+def mmlu_pro_prompt(line: dict, task_name: str | None = None) -> Doc | None:
+    """MMLU-Pro: up to ten options A-J; gold = ``answer_index`` (or the ``answer`` letter)."""
+    if _beyond_first_n(line):
+        return None
+    options = [o for o in line["options"] if str(o).strip() and str(o).strip() != "N/A"]
+    if line.get("answer_index") is not None:
+        gold_index = int(line["answer_index"])
+    else:
+        gold_index = string.ascii_uppercase.index(str(line["answer"]).strip().upper())
+    return _choice_doc(task_name, str(_first(line, ("question", "Question"))), options, gold_index)
+
+
+# --- metrics ------------------------------------------------------------------------------------------
+
+
+class MathAnswerMatch(SampleLevelComputation):
+    """1.0 when the first prediction's final answer matches the gold (cgd.answers.answers_match)."""
+
+    def compute(self, doc: Doc, model_response: ModelResponse, **kwargs: Any) -> float:
+        predictions = model_response.final_text
+        if not predictions:
+            return 0.0
+        return float(answers_match(predictions[0], doc.get_golds()[0]))
+
+
+class ChoiceLetterMatch(SampleLevelComputation):
+    """1.0 when the first prediction commits to the gold option letter (cgd.answers.extract_choice_letter)."""
+
+    def compute(self, doc: Doc, model_response: ModelResponse, **kwargs: Any) -> float:
+        predictions = model_response.final_text
+        if not predictions:
+            return 0.0
+        letter = extract_choice_letter(predictions[0], len(doc.choices))
+        return float(letter is not None and letter == doc.choices[doc.gold_index])
+
+
+class FormatDrift(SampleLevelComputation):
+    """Per output: reads as a critique (verdict or grading phrasing), has a ``Conclusion:`` verdict,
+    ends with a boxed answer. Averaged over the corpus these are rates (lower critique_rate is better)."""
+
+    def compute(self, doc: Doc, model_response: ModelResponse, **kwargs: Any) -> dict[str, float]:
+        text = model_response.final_text[0] if model_response.final_text else ""
+        return {
+            "critique_rate": float(looks_like_critique(text)),
+            "verdict_rate": float(has_verdict(text)),
+            "boxed_rate": float(ends_with_boxed_answer(text)),
+        }
+
+
+math_acc = SampleLevelMetric(
+    metric_name="acc",
+    sample_level_fn=MathAnswerMatch(),
+    category=SamplingMethod.GENERATIVE,
+    corpus_level_fn=np.mean,
+    higher_is_better=True,
+)
+choice_acc = SampleLevelMetric(
+    metric_name="acc",
+    sample_level_fn=ChoiceLetterMatch(),
+    category=SamplingMethod.GENERATIVE,
+    corpus_level_fn=np.mean,
+    higher_is_better=True,
+)
+format_drift = SampleLevelMetricGrouping(
+    metric_name=["critique_rate", "verdict_rate", "boxed_rate"],
+    sample_level_fn=FormatDrift(),
+    category=SamplingMethod.GENERATIVE,
+    corpus_level_fn={"critique_rate": np.mean, "verdict_rate": np.mean, "boxed_rate": np.mean},
+    higher_is_better={"critique_rate": False, "verdict_rate": False, "boxed_rate": True},
+)
+
+
+def pass_at_k(k: int, n: int, scorer: SampleLevelComputation | None = None) -> SampleLevelMetric:
+    """lighteval's unbiased pass@k estimator (Chen et al. 2021) over n samples, scored by cgd.answers.
+
+    Named ``pass@k:k=<k>&n=<n>`` like lighteval's parametrized metrics.
+    """
+    return SampleLevelMetric(
+        metric_name=f"pass@k:k={k}&n={n}",
+        sample_level_fn=PassAtK(k=k, n=n, strip_strings=True, sample_scoring_function=scorer or MathAnswerMatch()),
+        category=SamplingMethod.GENERATIVE,
+        corpus_level_fn=np.mean,
+        higher_is_better=True,
+    )
+
+
+# --- data sources -------------------------------------------------------------------------------------
+
+_SPLITS = ("test", "train", "validation")
+
+
+class Source(NamedTuple):
+    """Where a task's rows come from: a Hub dataset (repo, subset, split) or a local folder.
+
+    (A NamedTuple, not a dataclass: lighteval imports this file without registering it in sys.modules,
+    which dataclasses with postponed annotations need.)
+    """
+
+    repo: str
+    subset: str | None
+    split: str
+
+
+def resolve_source(local_name: str, hub: Source) -> Source:
+    """The task's data source: CGD_EVAL_<NAME>_PATH, then CGD_EVAL_DATA_DIR/<local_name>/, then the Hub.
+
+    A local folder holds ``<split>.jsonl`` (or .json/.parquet/.csv) files and is read in place by
+    ``datasets.load_dataset(folder)``, which names splits after the files (test.jsonl -> "test"). The
+    Hub split is used when the folder has it, else test, train, validation in that order.
+    """
+    explicit = os.environ.get(f"CGD_EVAL_{local_name.upper()}_PATH")
+    root = os.environ.get("CGD_EVAL_DATA_DIR")
+    folder = Path(explicit) if explicit else (Path(root) / local_name if root else None)
+    if folder is None:
+        return hub
+    if not folder.is_dir():
+        if explicit:
+            raise FileNotFoundError(
+                f"CGD_EVAL_{local_name.upper()}_PATH={explicit} is not a folder of <split>.jsonl files"
+            )
+        logger.info("cgd_tasks: no %s, %s reads %s from the Hub", folder, local_name, hub.repo)
+        return hub
+    stems = {p.stem for p in folder.iterdir() if p.suffix in {".jsonl", ".json", ".parquet", ".csv"}}
+    split = next((s for s in (hub.split, *_SPLITS) if s in stems), None)
+    if split is None:
+        raise FileNotFoundError(f"{folder} holds no test/train/validation data file (e.g. test.jsonl)")
+    return Source(repo=str(folder.resolve()), subset=None, split=split)
+
+
+def make_task(
+    local_name: str,
+    prompt_function: Callable[[dict, str | None], Doc | None],
+    hub: Source,
+    metrics: list,
+    generation_size: int,
+    suffix: str = "",
+    version: int = 0,
+) -> LightevalTaskConfig:
+    """One task config named ``cgd_<local_name><suffix>`` reading from :func:`resolve_source`."""
+    source = resolve_source(local_name, hub)
+    return LightevalTaskConfig(
+        name=f"cgd_{local_name}{suffix}",
+        prompt_function=prompt_function,
+        hf_repo=source.repo,
+        hf_subset=source.subset,
+        hf_avail_splits=[source.split],
+        evaluation_splits=[source.split],
+        few_shots_split=None,
+        few_shots_select=None,
+        generation_size=generation_size,
+        metrics=metrics,
+        stop_sequence=None,
+        version=version,
+    )
+
+
+# --- tasks --------------------------------------------------------------------------------------------
+
+# Generation lengths: the paper allows 8192 new tokens (LLaMA) / 16384 (Qwen-Math); these defaults suit
+# 7-8B instruct models in a sensible wall-clock. Raise or lower per run with
+# generation_parameters={max_new_tokens:N} in the model args (it overrides generation_size).
+HUB = {
+    "math500": Source("HuggingFaceH4/MATH-500", "default", "test"),
+    "minerva_math": Source("math-ai/minervamath", "default", "test"),
+    "gsm8k": Source("openai/gsm8k", "main", "test"),
+    "olympiadbench": Source("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train"),
+    "amc23": Source("math-ai/amc23", "default", "test"),
+    "aime24": Source("HuggingFaceH4/aime_2024", "default", "train"),
+    "aime25": Source("yentinglin/aime_2025", "default", "train"),
+    "theoremqa": Source("TIGER-Lab/TheoremQA", "default", "test"),
+    "gpqa_diamond": Source("Idavidrein/gpqa", "gpqa_diamond", "train"),  # gated: accept the terms on the Hub
+    "mmlu_pro": Source("TIGER-Lab/MMLU-Pro", "default", "test"),
+}
+_MATH = [math_acc, format_drift]
+_CHOICE = [choice_acc, format_drift]
+
+cgd_math500 = make_task("math500", math_prompt, HUB["math500"], _MATH, 4096)
+cgd_minerva_math = make_task("minerva_math", math_prompt, HUB["minerva_math"], _MATH, 4096)
+cgd_gsm8k = make_task("gsm8k", gsm8k_prompt, HUB["gsm8k"], _MATH, 1024)
+cgd_olympiadbench = make_task("olympiadbench", math_prompt, HUB["olympiadbench"], _MATH, 4096)
+cgd_amc23 = make_task("amc23", math_prompt, HUB["amc23"], _MATH, 4096)
+cgd_aime24 = make_task("aime24", math_prompt, HUB["aime24"], _MATH, 8192)
+cgd_aime25 = make_task("aime25", math_prompt, HUB["aime25"], _MATH, 8192)
+cgd_theoremqa = make_task("theoremqa", theoremqa_prompt, HUB["theoremqa"], _MATH, 2048)
+cgd_gpqa_diamond = make_task("gpqa_diamond", gpqa_prompt, HUB["gpqa_diamond"], _CHOICE, 4096)
+cgd_mmlu_pro = make_task("mmlu_pro", mmlu_pro_prompt, HUB["mmlu_pro"], _CHOICE, 2048)
+
+# Sampled variants: pass@k over SAMPLED_N samples per problem (the paper's AIME pass@8/16). Run them in
+# their own command with sampling on, e.g. generation_parameters={temperature:0.6,top_p:0.95}: lighteval
+# refuses n > 1 samples at temperature 0, and the temperature is per run, not per task.
+SAMPLED_N = 16
+SAMPLED_KS = (1, 8, 16)
+_SAMPLED = [math_acc, format_drift] + [pass_at_k(k, SAMPLED_N) for k in SAMPLED_KS]
+cgd_aime24_sampled = make_task("aime24", math_prompt, HUB["aime24"], _SAMPLED, 8192, suffix="_sampled")
+cgd_aime25_sampled = make_task("aime25", math_prompt, HUB["aime25"], _SAMPLED, 8192, suffix="_sampled")
+cgd_amc23_sampled = make_task("amc23", math_prompt, HUB["amc23"], _SAMPLED, 4096, suffix="_sampled")
+
+TASKS_TABLE = [
+    cgd_math500,
+    cgd_minerva_math,
+    cgd_gsm8k,
+    cgd_olympiadbench,
+    cgd_amc23,
+    cgd_aime24,
+    cgd_aime25,
+    cgd_theoremqa,
+    cgd_gpqa_diamond,
+    cgd_mmlu_pro,
+    cgd_aime24_sampled,
+    cgd_aime25_sampled,
+    cgd_amc23_sampled,
+]
+
+# Task groups for the suite runner (names without the "|0" few-shot suffix).
+SUITES = {
+    "paper_math": ["cgd_math500", "cgd_minerva_math", "cgd_gsm8k", "cgd_olympiadbench", "cgd_amc23"],
+    "math": [
+        "cgd_math500",
+        "cgd_minerva_math",
+        "cgd_gsm8k",
+        "cgd_olympiadbench",
+        "cgd_amc23",
+        "cgd_aime24",
+        "cgd_aime25",
+        "cgd_theoremqa",
+    ],
+    "general": ["cgd_gpqa_diamond", "cgd_mmlu_pro", "ifeval"],
+    "all": [t.name for t in TASKS_TABLE if not t.name.endswith("_sampled")] + ["ifeval"],
+}

@@ -1,0 +1,302 @@
+"""The CGD encoder and collator: label masks, truncation, padding-free batches, pre-encoding."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+import torch
+from tokenizers import processors
+
+from cgd import schema
+from cgd.collator import CGDCollator, CGDEncoder, encode_dataset
+from cgd.data import TripletValidationError
+from cgd.templates import build_messages, build_user_message
+from cgd.testing import make_tiny_model, make_tiny_tokenizer
+
+MARKER = "[... truncated ...]"
+LONG_DRAFT = " ".join(f"step {i} we add apples" for i in range(120))
+LONG_CRITIQUE = " ".join(f"the step {i} is wrong" for i in range(120)) + "\nConclusion: wrong"
+
+
+@pytest.fixture(scope="module")
+def plain_tokenizer():
+    """No chat template (a base model): plain layout, target + EOS."""
+    tok = make_tiny_tokenizer()
+    tok.chat_template = None
+    return tok
+
+
+@pytest.fixture(scope="module")
+def bos_tokenizer():
+    """No chat template and a tokenizer that adds BOS by default (Llama-style base model)."""
+    tok = make_tiny_tokenizer()
+    tok.chat_template = None
+    bos = "<|im_start|>"
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tok.convert_tokens_to_ids(bos))]
+    )
+    tok.bos_token = bos
+    return tok
+
+
+def _loss_tokens(tok, encoded) -> str:
+    return tok.decode([t for t in encoded["labels"] if t != -100])
+
+
+def _prompt_len(encoded) -> int:
+    return next(i for i, t in enumerate(encoded["labels"]) if t != -100)
+
+
+# -- labels: exactly the target plus end-of-turn, for every method ----------------------------------
+
+
+@pytest.mark.parametrize("method", list(schema.METHODS))
+def test_labels_are_exactly_target_plus_end_of_turn(tiny_tokenizer, triplet_rows, method):
+    spec = schema.METHODS[method]
+    encoder = CGDEncoder(tiny_tokenizer, method=method)
+    for row in triplet_rows[:4]:
+        out = encoder.encode(row)
+        n_prompt = _prompt_len(out)
+        assert _loss_tokens(tiny_tokenizer, out) == row[spec.target] + "<|im_end|>"
+        assert out["labels"][n_prompt:] == out["input_ids"][n_prompt:]  # one contiguous span, to the end
+        assert all(t == -100 for t in out["labels"][:n_prompt])
+        # The prompt is token for token what the model sees at inference.
+        messages = build_messages(build_user_message(method, row))
+        expected = tiny_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        expected = expected["input_ids"] if hasattr(expected, "keys") else expected  # BatchEncoding in v5
+        assert out["input_ids"][:n_prompt] == list(expected)
+        prompt_text = tiny_tokenizer.decode(out["input_ids"][:n_prompt])
+        for name in spec.inputs:
+            assert row[name] in prompt_text
+        for name in {schema.QUESTION, schema.INITIAL_RESPONSE, schema.CRITIQUE} - {spec.target}:
+            assert row[name] not in _loss_tokens(tiny_tokenizer, out)
+    assert encoder.stats.rows_encoded == 4 and encoder.stats.rows_dropped == 0
+
+
+@pytest.mark.parametrize("method", list(schema.METHODS))
+def test_plain_tokenizer_labels_are_target_plus_eos(plain_tokenizer, triplet_rows, method):
+    target = schema.METHODS[method].target
+    out = CGDEncoder(plain_tokenizer, method=method).encode(triplet_rows[0])
+    assert _loss_tokens(plain_tokenizer, out) == " " + triplet_rows[0][target] + "<|im_end|>"
+    assert out["labels"][-1] == plain_tokenizer.eos_token_id
+    assert plain_tokenizer.decode(out["input_ids"]).startswith("Question: ")
+
+
+def test_bos_is_added_once_when_the_tokenizer_adds_one(bos_tokenizer, plain_tokenizer, triplet_rows):
+    bos = bos_tokenizer.bos_token_id
+    out = CGDEncoder(bos_tokenizer, method="sft").encode(triplet_rows[0])
+    assert out["input_ids"][0] == bos and out["input_ids"][1] != bos and out["labels"][0] == -100
+    assert CGDEncoder(plain_tokenizer, method="sft").encode(triplet_rows[0])["input_ids"][0] != bos
+    # A BOS the rendered prompt already has is not doubled.
+    enc = CGDEncoder(bos_tokenizer, method="sft")
+    assert enc._prompt_ids(bos_tokenizer.bos_token + "Question: x")[:2] == [bos, enc._ids("Question")[0]]
+
+
+def test_fast_path_tokenizes_like_the_tokenizer(tiny_tokenizer, triplet_rows):
+    enc = CGDEncoder(tiny_tokenizer)
+    text = tiny_tokenizer.apply_chat_template(
+        build_messages(build_user_message("cgd", triplet_rows[0])), tokenize=False, add_generation_prompt=True
+    )
+    assert enc._backend is not None and enc._backend_agrees()
+    assert enc._ids(text) == tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_bad_row_is_a_clear_error(tiny_tokenizer, triplet_rows):
+    row = {**triplet_rows[0], schema.REFINED_RESPONSE: ""}
+    with pytest.raises(TripletValidationError, match="id='row-0'.*'refined_response'"):
+        CGDEncoder(tiny_tokenizer).encode(row)
+
+
+# -- truncation: draft first, then critique; the target never ----------------------------------------
+
+
+def _row(triplet_rows, **fields):
+    return {**triplet_rows[0], **fields}
+
+
+def test_long_draft_is_cut_first_and_critique_kept(tiny_tokenizer, triplet_rows):
+    row = _row(triplet_rows, initial_response=LONG_DRAFT)
+    full = CGDEncoder(tiny_tokenizer, max_length=None).encode(row)
+    encoder = CGDEncoder(tiny_tokenizer, max_length=len(full["input_ids"]) - 100)
+    out = encoder.encode(row)
+    text = tiny_tokenizer.decode(out["input_ids"])
+    assert len(out["input_ids"]) <= encoder.max_length
+    assert text.count(MARKER) == 1 and row[schema.CRITIQUE] in text
+    assert "step 0 we add" in text and "step 119 we add apples" in text  # head and tail kept
+    assert _loss_tokens(tiny_tokenizer, out) == row[schema.REFINED_RESPONSE] + "<|im_end|>"
+    assert encoder.stats.rows_truncated_initial_response == 1 and encoder.stats.rows_truncated_critique == 0
+    assert encoder.stats.tokens_cut >= 100
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["rust-backend", "python-fallback"])
+def test_critique_is_cut_after_the_draft(tiny_tokenizer, triplet_rows, fast):
+    row = _row(triplet_rows, initial_response=LONG_DRAFT, critique=LONG_CRITIQUE)
+    encoder = CGDEncoder(tiny_tokenizer, max_length=400)
+    if not fast:
+        encoder._backend = None  # the path for tokenizers without a Rust backend: tokenizer() and decode()
+    out = encoder.encode(row)
+    text = tiny_tokenizer.decode(out["input_ids"])
+    assert len(out["input_ids"]) <= 400 and text.count(MARKER) == 2
+    critique = text.split("Critique:\n", 1)[1]
+    assert critique.startswith("the step 0") and "Conclusion: wrong<|im_end|>" in critique  # verdict kept
+    assert _loss_tokens(tiny_tokenizer, out) == row[schema.REFINED_RESPONSE] + "<|im_end|>"
+    assert encoder.stats.rows_truncated_initial_response == encoder.stats.rows_truncated_critique == 1
+
+
+def test_cft_never_cuts_its_target_the_critique(tiny_tokenizer, triplet_rows):
+    row = _row(triplet_rows, initial_response=LONG_DRAFT, critique=LONG_CRITIQUE)
+    encoder = CGDEncoder(tiny_tokenizer, method="cft", max_length=1200)
+    out = encoder.encode(row)
+    assert _loss_tokens(tiny_tokenizer, out) == LONG_CRITIQUE + "<|im_end|>"
+    assert encoder.stats.rows_truncated_initial_response == 1 and encoder.stats.rows_truncated_critique == 0
+
+
+def test_target_too_long_is_dropped_and_counted(tiny_tokenizer, triplet_rows):
+    encoder = CGDEncoder(tiny_tokenizer, max_length=300)
+    row = _row(triplet_rows, id="too-long", refined_response=LONG_DRAFT)
+    assert encoder.encode(row) is None
+    assert encoder.encode(triplet_rows[1]) is not None
+    s = encoder.stats
+    assert (s.rows_seen, s.rows_encoded, s.rows_dropped_target_too_long) == (2, 1, 1)
+    assert s.dropped_examples == {"target_too_long": ["too-long"]} and "dropped" in s.summary()
+
+
+def test_huge_question_is_dropped_as_prompt_too_long(tiny_tokenizer, triplet_rows):
+    encoder = CGDEncoder(tiny_tokenizer, max_length=300)
+    assert encoder.encode(_row(triplet_rows, question=LONG_DRAFT)) is None
+    s = encoder.stats
+    assert s.rows_dropped_prompt_too_long == 1 and s.rows_dropped_target_too_long == 0 and s.rows_encoded == 0
+    assert s.rows_truncated_initial_response == 0  # truncation counts describe the rows that were kept
+
+
+# -- collation ------------------------------------------------------------------------------------
+
+
+def test_padded_batch(tiny_tokenizer, triplet_rows):
+    collator = CGDCollator(tiny_tokenizer, pad_to_multiple_of=8)
+    batch = collator(triplet_rows[:3])
+    lengths = [len(collator.encoder.encode(r)["input_ids"]) for r in triplet_rows[:3]]
+    assert batch["input_ids"].shape == (3, -(-max(lengths) // 8) * 8)
+    assert batch["attention_mask"].sum(1).tolist() == lengths
+    pads = batch["attention_mask"] == 0
+    assert (batch["labels"][pads] == -100).all() and (batch["input_ids"][pads] == tiny_tokenizer.pad_token_id).all()
+
+
+def test_pre_encoded_rows_pass_through(tiny_tokenizer, triplet_rows):
+    collator = CGDCollator(tiny_tokenizer)
+    encoded = [collator.encoder.encode(r) for r in triplet_rows[:3]]
+    a = collator([{**e, "length": 1} for e in encoded])
+    b = collator(triplet_rows[:3])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_short_batch_is_counted_and_empty_batch_raises(tiny_tokenizer, triplet_rows, caplog):
+    collator = CGDCollator(tiny_tokenizer, max_length=300)
+    too_long = _row(triplet_rows, refined_response=LONG_DRAFT)
+    batch = collator([triplet_rows[0], too_long, triplet_rows[1]])
+    assert batch["input_ids"].shape[0] == 2 and collator.stats.rows_dropped_target_too_long == 1
+    assert "dropped 1 of 3 rows" in caplog.text
+    with pytest.raises(ValueError, match="Every row of this batch"):
+        collator([too_long, too_long])
+
+
+def test_padding_free_batch_layout(tiny_tokenizer, triplet_rows):
+    collator = CGDCollator(tiny_tokenizer, padding_free=True, pad_to_multiple_of=16)
+    lengths = [len(collator.encoder.encode(r)["input_ids"]) for r in triplet_rows[:3]]
+    batch = collator(triplet_rows[:3])
+    total = sum(lengths)
+    padded = -(-total // 16) * 16
+    assert "attention_mask" not in batch and batch["input_ids"].shape == (1, padded)
+    starts = [0, lengths[0], lengths[0] + lengths[1], total][: 4 if padded > total else 3]
+    assert (batch["position_ids"][0] == 0).nonzero().flatten().tolist() == starts
+    assert (batch["labels"][0, starts] == -100).all() and (batch["labels"][0, total:] == -100).all()
+    assert batch["cu_seq_lens_q"].tolist() == [*starts, padded] and batch["max_length_q"] == max(lengths)
+    assert batch["seq_idx"].shape == (1, padded)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_padding_free_and_padded_give_the_same_loss(tiny_tokenizer, triplet_rows, attn):
+    """Same rows, same model: transformers builds a block-diagonal mask from position_ids (no attention_mask)."""
+    model = make_tiny_model(tiny_tokenizer).eval()
+    model.set_attn_implementation(attn)
+    rows = triplet_rows[:4]
+    padded = CGDCollator(tiny_tokenizer)(rows)
+    free = CGDCollator(tiny_tokenizer, padding_free=True, pad_to_multiple_of=64)(rows)
+    assert free["use_cache"] is False
+    with torch.no_grad():
+        loss_padded = model(**padded).loss
+        loss_free = model(**free).loss
+        # The test can fail: without the boundaries, or with a KV cache (transformers then skips the packed-
+        # sequence mask), packed sequences attend to each other and the loss moves.
+        loss_leaky = model(input_ids=free["input_ids"], labels=free["labels"]).loss
+        loss_cached = model(**{**free, "use_cache": True}).loss
+    torch.testing.assert_close(loss_free, loss_padded, atol=1e-5, rtol=0)
+    assert abs(loss_leaky - loss_padded) > 1e-3 and abs(loss_cached - loss_padded) > 1e-3
+
+
+# -- pre-encoding in a cached datasets.map -----------------------------------------------------------
+
+
+def _dataset_with_drops(triplet_rows, tmp_path):
+    rows = list(triplet_rows)
+    rows[3] = {**rows[3], schema.REFINED_RESPONSE: LONG_DRAFT}  # target cannot fit
+    rows[7] = {**rows[7], schema.INITIAL_RESPONSE: LONG_DRAFT}  # draft gets truncated
+    path = tmp_path / "rows.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    return datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
+
+
+def test_encode_dataset_counts_filters_and_matches_the_encoder(tiny_tokenizer, triplet_rows, tmp_path):
+    ds = _dataset_with_drops(triplet_rows, tmp_path)
+    encoder = CGDEncoder(tiny_tokenizer, max_length=300)
+    out, report = encode_dataset(ds, encoder)
+    assert out.column_names == ["input_ids", "labels", "length"]
+    assert (report.rows_in, report.rows_out, len(out)) == (16, 15, 15)
+    assert report.dropped == {"target_too_long": 1} and report.dropped_examples == {"target_too_long": ["row-3"]}
+    assert report.truncated == {"initial_response": 1} and report.tokens_cut > 0
+    assert out[0]["length"] == len(out[0]["input_ids"])
+    expected = [encoder.encode(r) for r in ds]
+    expected = [e for e in expected if e is not None]
+    assert out["input_ids"][:] == [e["input_ids"] for e in expected]
+    assert out["labels"][:] == [e["labels"] for e in expected]
+
+    # Cached: a second call (new encoder object, same settings) reuses the cache files.
+    again, report2 = encode_dataset(ds, CGDEncoder(tiny_tokenizer, max_length=300))
+    assert again.cache_files == out.cache_files and report2 == report
+    # A different setting is a different cache entry.
+    other, _ = encode_dataset(ds, CGDEncoder(tiny_tokenizer, max_length=1000))
+    assert other.cache_files != out.cache_files and len(other) == 16
+
+
+def test_encode_dataset_counts_across_workers(tiny_tokenizer, triplet_rows, tmp_path):
+    ds = _dataset_with_drops(triplet_rows, tmp_path)
+    _, single = encode_dataset(ds, CGDEncoder(tiny_tokenizer, max_length=300))
+    out, multi = encode_dataset(ds, CGDEncoder(tiny_tokenizer, max_length=301), num_proc=2)
+    assert (multi.rows_dropped_target_too_long, multi.rows_truncated_initial_response, len(out)) == (1, 1, 15)
+    assert multi.rows_seen == single.rows_seen
+
+
+def test_encode_dataset_checks_columns(tiny_tokenizer, triplet_rows):
+    ds = datasets.Dataset.from_list(triplet_rows).remove_columns(schema.TEACHER_ANSWER)
+    with pytest.raises(TripletValidationError, match="'teacher_answer'.*'distilled_sft'"):
+        encode_dataset(ds, CGDEncoder(tiny_tokenizer, method="distilled_sft"))
+
+
+def test_collator_on_encoded_dataset(tiny_tokenizer, triplet_rows):
+    ds = datasets.Dataset.from_list(triplet_rows)
+    out, _ = encode_dataset(ds, CGDEncoder(tiny_tokenizer))
+    collator = CGDCollator(tiny_tokenizer, padding_free=True)
+    batch = collator([out[i] for i in range(4)])
+    assert torch.equal(batch["input_ids"], collator(triplet_rows[:4])["input_ids"])
+
+
+def test_tokenizer_truncation_state_does_not_leak_into_encoding(triplet_rows):
+    """``tokenizer(..., truncation=True)`` leaves truncation on the shared Rust backend; we must not inherit it."""
+    tok = make_tiny_tokenizer()
+    before = CGDEncoder(tok)
+    tok("x", truncation=True, max_length=4)
+    assert tok.backend_tokenizer.truncation is not None
+    after = CGDEncoder(tok)
+    reference = CGDEncoder(make_tiny_tokenizer()).encode(triplet_rows[0])
+    assert before.encode(triplet_rows[0]) == after.encode(triplet_rows[0]) == reference
+    assert before.fingerprint() == after.fingerprint()
