@@ -33,3 +33,15 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info
+
+# The main job (README command 1): embedded model -> questions -> CGD build -> train -> evaluate, offline on CPU.
+# Extra flags go through DEMO_ARGS, e.g. `make demo DEMO_ARGS="--num_train 16 --num_eval 10"`.
+.PHONY: model demo study
+model: $(STAMP)
+	$(PY) -m cgd.embedded
+
+demo: $(STAMP)
+	$(PY) -m cgd.demo $(DEMO_ARGS)
+
+study: $(STAMP)
+	$(PY) -m cgd.demo --study $(DEMO_ARGS)

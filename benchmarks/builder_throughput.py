@@ -1,7 +1,8 @@
 """Builder throughput on CPU: rows/s and generated tokens/s per backend, openai client overhead, resume cost.
 
-    python benchmarks/builder_throughput.py [--model cache/models/SmolLM2-135M-Instruct] [--num_rows 8]
-        [--max_tokens 32] [--skip_server] [--output outputs/builder_throughput.json]
+    python benchmarks/builder_throughput.py [--tiny | --model DIR] [--num_rows 8] [--max_tokens 32]
+        [--batch_size 8] [--concurrency 4] [--skip_server] [--backends_only]
+        [--output outputs/builder_throughput.json]
 
 Measures, with the same questions and greedy settings:
 1. ``transformers`` backend in process (probe/critique/refine);
@@ -176,7 +177,12 @@ class InstantServer:
         ).encode()  # fmt: skip
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
+            def setup(self):
+                super().setup()
+                # Headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *args):
                 pass
@@ -192,6 +198,7 @@ class InstantServer:
                 outer.handler_s += time.perf_counter() - t0
                 outer.calls += 1
 
+        ThreadingHTTPServer.request_queue_size = 256  # the default backlog of 5 refuses concurrent connects
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -208,9 +215,11 @@ def bench_client_overhead(tmp: Path, num_requests: int = 300) -> dict:
         question = "Tom has 3 apples and buys 5 more. How many apples does he have now? " * 4
         requests = [Request(f"r{i}", question) for i in range(num_requests)]
         sampling = Sampling(max_tokens=16)
-        for concurrency, checkpointed in ((1, False), (1, True), (16, False)):
-            backend = OpenAIBackend("m", server.url, max_concurrency=concurrency, max_retries=0)
-            checkpoint = StageCheckpoint(tmp / f"overhead-{concurrency}-{checkpointed}.jsonl")
+        cases = ((1, None), (1, 1.0), (1, 0.0), (16, None))  # (concurrency, checkpoint fsync interval)
+        for concurrency, fsync_interval in cases:
+            checkpointed = fsync_interval is not None
+            backend = OpenAIBackend("m", server.url, max_concurrency=concurrency, max_retries=2)
+            checkpoint = StageCheckpoint(tmp / f"overhead-{concurrency}-{fsync_interval}.jsonl", fsync_interval or 0.0)
 
             def on_result(request, completions, _cp=checkpoint, _on=checkpointed):
                 if _on:
@@ -222,7 +231,9 @@ def bench_client_overhead(tmp: Path, num_requests: int = 300) -> dict:
             backend.generate(requests, sampling, on_result)
             wall = time.perf_counter() - start
             checkpoint.close()
-            key = f"concurrency_{concurrency}" + ("_with_checkpoint_fsync" if checkpointed else "")
+            key = f"concurrency_{concurrency}" + (
+                f"_checkpoint_fsync_every_{fsync_interval:g}s" if checkpointed else ""
+            )
             results[key] = {
                 "requests": num_requests,
                 "wall_s": round(wall, 3),
@@ -287,26 +298,28 @@ def bench_resume(questions: Path, model: str, tmp: Path, max_tokens: int) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default=None, help="checkpoint dir (default: embedded SmolLM2, else tiny)")
+    parser.add_argument("--tiny", action="store_true", help="use the tiny random test model")
     parser.add_argument("--num_rows", type=int, default=8)
     parser.add_argument("--max_tokens", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--skip_server", action="store_true")
+    parser.add_argument("--backends_only", action="store_true", help="skip the client-overhead and resume parts")
     parser.add_argument("--output", default="outputs/builder_throughput.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     tmp = Path(tempfile.mkdtemp(prefix="cgd-builder-bench-"))
     model = args.model
-    if model is None:
+    if model is None and not args.tiny:
         embedded = REPO / "cache" / "models" / "SmolLM2-135M-Instruct"
         if (embedded / "config.json").exists():
             model = str(embedded)
-        else:
-            from cgd.testing import save_tiny_checkpoint
+    if model is None:
+        from cgd.testing import save_tiny_checkpoint
 
-            model = str(save_tiny_checkpoint(tmp / "tiny"))
+        model = str(save_tiny_checkpoint(tmp / "tiny"))
     questions = write_questions(tmp / "questions.jsonl", args.num_rows)
     import torch
 
@@ -325,10 +338,11 @@ def main() -> None:
             questions, model, tmp, args.max_tokens, args.concurrency
         )
         print(json.dumps({"openai": results["openai_vs_transformers_serve"]}, indent=2), flush=True)
-    results["openai_client_overhead"] = bench_client_overhead(tmp)
-    print(json.dumps({"client_overhead": results["openai_client_overhead"]}, indent=2), flush=True)
-    results["resume_after_sigkill"] = bench_resume(questions, model, tmp, args.max_tokens)
-    print(json.dumps({"resume": results["resume_after_sigkill"]}, indent=2), flush=True)
+    if not args.backends_only:
+        results["openai_client_overhead"] = bench_client_overhead(tmp)
+        print(json.dumps({"client_overhead": results["openai_client_overhead"]}, indent=2), flush=True)
+        results["resume_after_sigkill"] = bench_resume(questions, model, tmp, args.max_tokens)
+        print(json.dumps({"resume": results["resume_after_sigkill"]}, indent=2), flush=True)
     results["load_average_end"] = os.getloadavg()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))

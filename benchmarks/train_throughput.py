@@ -57,7 +57,13 @@ if str(REPO_ROOT) not in sys.path:
 import torch  # noqa: E402
 from transformers import PrinterCallback  # noqa: E402
 
-from cgd.attention import VARLEN_ATTENTION, check_varlen_attention, register_varlen_attention, torch_varlen  # noqa: E402
+import cgd.attention as cgd_attention  # noqa: E402
+from cgd.attention import (  # noqa: E402
+    VARLEN_ATTENTION,
+    check_varlen_attention,
+    register_varlen_attention,
+    varlen_kernel,
+)
 
 GiB = 1024**3
 
@@ -74,6 +80,16 @@ MODEL_SHAPES: dict[str, dict[str, Any]] = {
         num_attention_heads=4,
         num_key_value_heads=2,
         vocab_size=1024,
+        tie_word_embeddings=True,
+    ),
+    # A CPU study shape: big enough that matmuls, not Python, dominate a step; seconds per step on 2 cores.
+    "small": dict(
+        hidden_size=256,
+        intermediate_size=768,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=8192,
         tie_word_embeddings=True,
     ),
     # SmolLM2-135M.
@@ -114,11 +130,11 @@ MODEL_SHAPES: dict[str, dict[str, Any]] = {
 }
 
 #: Per-device batch of the TRL-defaults baseline per shape (issue 7's measurements), and of the fast set-ups.
-DEFAULT_BATCH = {"tiny": 4, "135m": 8, "1.2b": 4, "8b": 2}
-FAST_BATCH = {"tiny": 8, "135m": 16, "1.2b": 8, "8b": 4}
+DEFAULT_BATCH = {"tiny": 4, "small": 4, "135m": 8, "1.2b": 4, "8b": 2}
+FAST_BATCH = {"tiny": 8, "small": 8, "135m": 16, "1.2b": 8, "8b": 4}
 
 #: Row lengths as a fraction of the real ones (prompt ≈ 690, completion ≈ 440, max 2048): tiny keeps CPU tests fast.
-LENGTH_SCALE = {"tiny": 0.2, "135m": 1.0, "1.2b": 1.0, "8b": 1.0}
+LENGTH_SCALE = {"tiny": 0.2, "small": 0.5, "135m": 1.0, "1.2b": 1.0, "8b": 1.0}
 
 
 def build_model(
@@ -167,23 +183,28 @@ def _text(rng: random.Random, num_tokens: int) -> str:
 
 
 def make_cgd_rows(
-    num_rows: int, prompt_mean: float, completion_mean: float, sigma: float = 0.45, seed: int = 0
+    num_rows: int,
+    prompt_mean: float,
+    completion_mean: float,
+    sigma: float = 0.7,
+    seed: int = 0,
+    tokens_per_word: float = 1.0,
+    overhead: int = 60,
 ) -> list[dict[str, Any]]:
     """Triplet rows whose encoded prompt/completion lengths average ``prompt_mean``/``completion_mean`` tokens.
 
-    Prompt tokens (template included) are split between question (20%), initial answer (45%) and critique (35%);
-    lengths are log-normal (a long tail, like real generations). Word counts are calibrated to tokens below.
+    Lengths are log-normal (a long tail, like real generations). The prompt's tokens past the template
+    (``overhead``) are split between question (20%), initial answer (45%) and critique (35%); word counts are
+    token counts divided by ``tokens_per_word``.
     """
     from cgd.testing import make_triplet_rows
 
     base = make_triplet_rows(1)[0]
     rng = random.Random(seed)
-    template_tokens = 60  # the CGD instruction and section headers with the tiny tokenizer (about)
     rows = []
     for i in range(num_rows):
-        prompt = _lognormal_tokens(rng, prompt_mean, sigma, template_tokens + 12)
-        completion = _lognormal_tokens(rng, completion_mean, sigma, 8)
-        body = prompt - template_tokens
+        body = _lognormal_tokens(rng, max(1.0, prompt_mean - overhead), sigma, 12) / tokens_per_word
+        completion = _lognormal_tokens(rng, completion_mean, sigma, 8) / tokens_per_word
         verdict = rng.choice(["right", "wrong"])
         row = dict(base)
         row.update(
@@ -192,27 +213,28 @@ def make_cgd_rows(
             initial_response=_text(rng, int(body * 0.45)),
             critique=_text(rng, int(body * 0.35)) + f"\nConclusion: {verdict}",
             verdict=verdict,
-            refined_response=_text(rng, completion - 4),
+            refined_response=_text(rng, int(completion) - 2),
         )
         rows.append(row)
     return rows
 
 
 def calibrate_rows(tokenizer: Any, args: argparse.Namespace, scale: float) -> list[dict[str, Any]]:
-    """Rows of the requested mean token lengths: two trial encodings measure tokens per word, then rescale."""
+    """Rows of the requested mean token lengths, with tokens per word and the template's tokens measured first."""
     from cgd.collator import CGDEncoder
 
-    target_p, target_c = args.prompt_mean * scale, args.completion_mean * scale
-    pm, cm = target_p, target_c
     encoder = CGDEncoder(tokenizer, "cgd", None)
-    for round_ in range(2):
-        probe = make_cgd_rows(256, pm, cm, args.length_sigma, seed=args.seed + 1 + round_)
-        labels = [encoder.encode_row(r).labels for r in probe]
-        p_len = statistics.mean(sum(1 for x in lab if x == -100) for lab in labels)
-        c_len = statistics.mean(sum(1 for x in lab if x != -100) for lab in labels)
-        pm = 60 + (pm - 60) * (target_p - 60) / max(1.0, p_len - 60)
-        cm = cm * target_c / max(1.0, c_len)
-    return make_cgd_rows(args.num_rows, pm, cm, args.length_sigma, seed=args.seed)
+    sample = _text(random.Random(12345), 5000)
+    tokens_per_word = len(tokenizer(sample, add_special_tokens=False)["input_ids"]) / 5000
+    return make_cgd_rows(
+        args.num_rows,
+        args.prompt_mean * scale,
+        args.completion_mean * scale,
+        args.length_sigma,
+        seed=args.seed,
+        tokens_per_word=tokens_per_word,
+        overhead=encoder.minimal_prompt_length() + 6,  # + the verdict line
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -243,9 +265,14 @@ def make_setups(args: argparse.Namespace, device: torch.device, gpu: bool) -> tu
     b1 = args.fast_batch_size or FAST_BATCH[args.model_size]
     liger_ok = gpu and importlib.util.find_spec("liger_kernel") is not None
     fa2_ok = gpu and importlib.util.find_spec("flash_attn") is not None
-    varlen_status = check_varlen_attention(device, torch.bfloat16 if gpu else torch.float32)
-    varlen_ok = varlen_status == "ok"
-    varlen_kind = "torch varlen_attn" if gpu and torch_varlen() is not None else "per-sequence sdpa"
+    dtype = torch.bfloat16 if gpu else torch.float32
+    varlen_status = check_varlen_attention(device, dtype)
+    if varlen_status != "ok" and varlen_kernel(device) != "per-sequence sdpa":
+        first = f"{varlen_kernel(device)} {varlen_status}"
+        cgd_attention.VARLEN_BACKEND = "sdpa_loop"  # keep cgd_varlen, on its exact per-sequence sdpa kernel
+        varlen_status = f"{check_varlen_attention(device, dtype)} after {first}"
+    varlen_ok = varlen_status.startswith("ok")
+    varlen_kind = varlen_kernel(device)
     fast_attn = "flash_attention_2" if fa2_ok else (VARLEN_ATTENTION if varlen_ok else "sdpa")
     liger_status = _check_liger(device) if liger_ok else "not installed" if gpu else "needs CUDA"
     liger_ok = liger_status == "ok"
@@ -574,7 +601,7 @@ def run_setup(setup: Setup, data: dict[str, Any], args: argparse.Namespace, devi
 
 
 def collator_bench(data: dict[str, Any], args: argparse.Namespace, batch_size: int) -> list[tuple[str, float]]:
-    """Rows/s of each per-step data path on one CPU thread (median of ``args.repeats``), and of the one-off encode."""
+    """Rows/s of each per-step data path on one CPU thread (median of ``--collator_repeats``), and of the one-off encode."""
     from datasets import Dataset
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -604,7 +631,7 @@ def collator_bench(data: dict[str, Any], args: argparse.Namespace, batch_size: i
     n = len(encoded) - len(encoded) % batch_size
     for name, (collate, rows) in cands.items():
         rates = []
-        for _ in range(args.repeats):
+        for _ in range(args.collator_repeats):
             limit = min(n, 4 * batch_size * 8) if "raw" in name else n
             t0 = time.perf_counter()
             for i in range(0, limit, batch_size):
@@ -612,7 +639,7 @@ def collator_bench(data: dict[str, Any], args: argparse.Namespace, batch_size: i
             rates.append(limit / (time.perf_counter() - t0))
         results.append((name, statistics.median(rates)))
     rates = []
-    for _ in range(args.repeats):
+    for _ in range(args.collator_repeats):
         ds = Dataset.from_list(raw)  # in memory: nothing is cached between repeats
         t0 = time.perf_counter()
         encode_dataset(ds, CGDEncoder(tok, "cgd", args.max_length))
@@ -744,8 +771,8 @@ def make_table(
         "Columns: real tok/s = non-pad tokens per second over the timed steps (data loading and optimizer "
         "included); loss tok/s = tokens that carry loss; pad % = padding slots ÷ all slots; MFU = 6·N·real tok/s ÷ "
         "peak; step ms = wall time per timed step; data ms = the trainer's dataloader alone per batch (sampler, fetch, "
-        "collate, device copy), timed after training; × ref = real tok/s ÷ the first set-up's; loss@init = the set-up's own collator + loss on the same 8 "
-        "rows at initialisation; drop vs same-batch ref = (loss@init − loss after training) ÷ the same for the first "
+        "collate, device copy), timed after training; × ref = real tok/s ÷ the first set-up's; loss@init = the set-up's own collator + loss on the same "
+        "--check_rows rows at initialisation; drop vs same-batch ref = (loss@init − loss after training) ÷ the same for the first "
         "set-up with this batch size (100% = trains like it).",
         "",
         "Set-ups:",
@@ -833,7 +860,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--length_sigma", type=float, default=0.7, help="log-normal spread of the row lengths")
     p.add_argument("--length_scale", type=float, default=None, help="scale row lengths (default: tiny 0.2, else 1)")
     p.add_argument(
-        "--lr", type=float, default=None, help="same for every set-up (default 1e-5; tiny 1e-3 so the loss moves)"
+        "--lr",
+        type=float,
+        default=None,
+        help="same for every set-up (default 1e-5; tiny/small 1e-3 so the loss moves)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -843,17 +873,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--collator_bench", action="store_true", help="also time the collators (rows/s) on CPU")
     p.add_argument("--collator_batch_size", type=int, default=8, help="batch of the collator timing")
+    p.add_argument("--collator_repeats", type=int, default=3, help="repeats of the collator timing (median)")
+    p.add_argument("--check_rows", type=int, default=8, help="rows of the loss@init / loss-after check batch")
     p.add_argument("--bf16_update_check", action="store_true", help="also show what bf16 weights do to AdamW updates")
     p.add_argument("--output_dir", default=None, help="write table.md and results.json here")
     args = p.parse_args(argv)
     gpu = torch.cuda.is_available()
-    args.num_rows = args.num_rows or (256 if args.model_size == "tiny" else 2000)
+    args.num_rows = args.num_rows or (256 if args.model_size in ("tiny", "small") else 2000)
     args.steps = args.steps or (40 if gpu else 6)
     args.warmup_steps = args.warmup_steps if args.warmup_steps is not None else (10 if gpu else 2)
     if args.warmup_steps >= args.steps:
         p.error("--warmup_steps must be below --steps")
     args.length_scale = args.length_scale or LENGTH_SCALE[args.model_size]
-    args.lr = args.lr or (1e-3 if args.model_size == "tiny" else 1e-5)
+    args.lr = args.lr or (1e-3 if args.model_size in ("tiny", "small") else 1e-5)
     args.max_length = args.max_length or int(2048 * args.length_scale)
     if args.peak_tflops is None and gpu and "H100" in torch.cuda.get_device_name(0):
         args.peak_tflops = 989.0
@@ -879,7 +911,7 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     # The loss check batch: the same pre-encoded rows through each path's own collator and loss.
-    check = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in enc_rows[:8]]
+    check = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in enc_rows[: args.check_rows]]
     prompt_lens = [sum(1 for x in r["labels"] if x == -100) for r in enc_rows]
     comp_lens = [sum(1 for x in r["labels"] if x != -100) for r in enc_rows]
     stats = {
@@ -979,7 +1011,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         slowest_consumer = max(train_rates.values()) if train_rates else float("nan")
         lines = [
             "",
-            f"Collation on one CPU thread, batch {batch} (median of {args.repeats}); training consumed at most "
+            f"Collation on one CPU thread, batch {batch} (median of {args.collator_repeats}); training consumed at most "
             f"{slowest_consumer:.2f} rows/s in this run.",
             "",
             "| data path | rows/s | × fastest training set-up |",

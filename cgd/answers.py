@@ -43,49 +43,48 @@ __all__ = [
 ]
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
+# Regexes here never put two quantifiers that can match the same characters side by side, so a long run
+# of whitespace or punctuation in a degenerate generation cannot make them backtrack polynomially.
+_GSM8K_ANSWER = re.compile(r"####[ \t]*([^\n]*)")
 # "The final answer is 42", "Final Answer: 42", "Answer: 42" (last occurrence wins).
-_ANCHORED_ANSWER = re.compile(
-    r"(?:final\s+answer\s*(?:is|:)|answer\s*(?:is|:))\s*:?\s*(.+?)\s*(?:$|\n)",
-    re.IGNORECASE,
-)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_ANCHORED_ANSWER = re.compile(r"answer[ \t]*(?:is\b|:)[ \t:]*([^\n]*)", re.IGNORECASE)
 
 
-def _match_braces(text: str, open_idx: int) -> int | None:
-    """Index of the ``}`` closing the ``{`` at ``open_idx`` (nested braces honoured), or None."""
-    depth = 0
-    for i in range(open_idx, len(text)):
-        ch = text[i]
+def _closing_braces(text: str) -> dict[int, int]:
+    """Map each ``{`` index to the index of its matching ``}`` (one linear pass; unmatched ones absent)."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for i, ch in enumerate(text):
         if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
 
 
 def extract_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces allowed), or None.
 
     ``\\boxed 5`` (no braces, a single token) is accepted too. An unclosed last box is skipped in favour
-    of the previous complete one.
+    of the previous complete one. Linear in the length of the text.
     """
-    if not text:
+    if not text or ("\\boxed" not in text and "\\fbox" not in text):
         return None
     starts = sorted(
         (m.start(), cmd) for cmd in _BOX_COMMANDS for m in re.finditer(re.escape(cmd) + r"(?![A-Za-z])", text)
     )
+    pairs: dict[int, int] | None = None
     for start, cmd in reversed(starts):
         i = start + len(cmd)
         while i < len(text) and text[i] == " ":
             i += 1
         if i < len(text) and text[i] == "{":
-            close = _match_braces(text, i)
+            if pairs is None:
+                pairs = _closing_braces(text)
+            close = pairs.get(i)
             if close is not None:
                 return text[i + 1 : close].strip()
-        elif i > start + len(cmd):  # "\boxed 5": one token after a space
+        elif i > start + len(cmd):  # "\\boxed 5": one token after a space
             token = re.match(r"[^\s$.,;]+", text[i:])
             if token:
                 return token.group(0)
@@ -105,10 +104,10 @@ def extract_final_answer(text: str) -> str | None:
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
-    gsm = _GSM8K_ANSWER.findall(text)
+    gsm = [g.strip() for g in _GSM8K_ANSWER.findall(text) if g.strip()]
     if gsm:
-        return gsm[-1].strip()
-    anchored = _ANCHORED_ANSWER.findall(text)
+        return gsm[-1]
+    anchored = [a for a in _ANCHORED_ANSWER.findall(text) if a.strip()]
     if anchored:
         answer = anchored[-1].strip().rstrip(".").strip()
         answer = answer.strip("$").strip()
@@ -228,7 +227,7 @@ def extract_choice_letter(text: str, num_choices: int) -> str | None:
     # After an anchor: an upper-case letter, or a lower-case one only inside brackets ("answer is a
     # function" must not read as option A).
     anchor = re.compile(
-        rf"(?i:answer|option|choice)\s*(?i:is|:)?\s*(?i:option\s*)?[:\s]*\**"
+        rf"(?i:answer|option|choice)(?:[ \t]*(?i:is)\b)?[\s:]*(?:(?i:option)[ \t]+)?\**"
         rf"(?:[\(\[]({cls})[\)\]]|([{letters}])(?![A-Za-z0-9]))"
     )
     hits = [(m.group(1) or m.group(2)) for m in anchor.finditer(text)]
@@ -258,7 +257,7 @@ _CRITIQUE_PHRASES = [
         r"(?:solution|response)\s+(?:is|was)\s+(?:incorrect|correct|wrong|flawed|right)\b",
         r"\b(?:the|this)\s+(?:given\s+|provided\s+|proposed\s+|initial\s+|original\s+)"
         r"answer\s+(?:is|was)\s+(?:incorrect|correct|wrong|flawed|right)\b",
-        r"^[ \t]*[#*]*[ \t]*critique[ \t]*[#*]*[ \t]*:",
+        r"^[ \t]*(?:[#*]+[ \t]*)?critique[ \t]*(?:[#*]+[ \t]*)?:",
         r"\bthe\s+(?:solution|response)\s+(?:contains|has|makes)\s+(?:an?\s+)?(?:error|mistake)s?\b",
     )
 ]

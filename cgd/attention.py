@@ -27,6 +27,9 @@ import torch.nn.functional as F
 
 VARLEN_ATTENTION = "cgd_varlen"
 
+#: Kernel for padding-free batches on CUDA: "auto" (torch's varlen_attn when present) or "sdpa_loop".
+VARLEN_BACKEND = "auto"
+
 
 def torch_varlen() -> Any | None:
     """``torch.nn.attention.varlen.varlen_attn`` if this torch has it (2.9+), else ``None``."""
@@ -78,7 +81,11 @@ def _varlen(
     if gqa and "enable_gqa" not in params:
         rep = heads // k.shape[1]
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    extra: dict[str, Any] = {"scale": scaling}
+    extra: dict[str, Any] = {}
+    if "scale" in params:
+        extra["scale"] = scaling
+    elif scaling is not None and abs(scaling * q.shape[-1] ** 0.5 - 1) > 1e-6:
+        q = q * (scaling * q.shape[-1] ** 0.5)  # older signature: the kernel always scales by 1/sqrt(head_dim)
     if "is_causal" in params:  # torch 2.9-2.11
         extra["is_causal"] = True
     else:  # newer torch: causal is a (-1, 0) window
@@ -113,13 +120,21 @@ def varlen_attention_forward(
     if len(sizes) <= 1:
         out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling, enable_gqa=gqa)
         return out.transpose(1, 2), None
-    if query.is_cuda and torch_varlen() is not None:
+    if query.is_cuda and VARLEN_BACKEND == "auto" and torch_varlen() is not None:
         return _varlen(query, key, value, sizes, scaling, kwargs), None
     outs = [
         F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa)
         for q, k, v in zip(query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2))
     ]
     return torch.cat(outs, dim=2).transpose(1, 2), None
+
+
+def varlen_kernel(device: torch.device | str) -> str:
+    """Which kernel ``cgd_varlen`` uses for padding-free batches on ``device``."""
+    cuda = torch.device(device).type == "cuda"
+    if cuda and VARLEN_BACKEND == "auto" and torch_varlen() is not None:
+        return "torch varlen_attn"
+    return "per-sequence sdpa"
 
 
 def register_varlen_attention() -> str:

@@ -192,7 +192,9 @@ class CGDConfig(SFTConfig):
 
     def prompt_templates(self) -> PromptTemplates:
         """The :class:`~cgd.templates.PromptTemplates` with this config's overrides applied."""
-        return PromptTemplates.from_overrides({target: getattr(self, name) for name, target in TEMPLATE_FIELDS.items()})
+        return PromptTemplates.from_overrides(
+            {target: getattr(self, name) for name, target in TEMPLATE_FIELDS.items()}
+        )
 
     def _check_template_placeholders(self) -> None:
         # Fail at parse time, not after the model is loaded, when a template names a column its method does not show.

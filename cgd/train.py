@@ -16,6 +16,7 @@ generation config that stops at the end of turn, and a model card; ``push_to_hub
 from __future__ import annotations
 
 import difflib
+import gc
 import logging
 import os
 import sys
@@ -36,8 +37,22 @@ class RecipeError(ValueError):
     """A recipe or command line names a key that no argument dataclass has."""
 
 
+class CGDParser(TrlParser):
+    """``TrlParser`` over the three argument dataclasses, strict about names and terse about errors.
+
+    Abbreviated flags are refused (argparse would read ``--num_train_epoch`` as ``--num_train_epochs``), and a bad value
+    raises :class:`RecipeError` with argparse's one-line message instead of printing the ~400-line usage.
+    """
+
+    def __init__(self):
+        super().__init__((CGDScriptArguments, CGDConfig, ModelConfig), prog="cgd.train", allow_abbrev=False)
+
+    def error(self, message: str):
+        raise RecipeError(message)
+
+
 def make_parser() -> TrlParser:
-    return TrlParser((CGDScriptArguments, CGDConfig, ModelConfig), prog="cgd.train")
+    return CGDParser()
 
 
 def _unknown_keys_message(unknown: list[str], where: str, known: set[str]) -> str:
@@ -126,7 +141,7 @@ def train(script_args: CGDScriptArguments, training_args: CGDConfig, model_args:
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
     checkpoint = training_args.resume_from_checkpoint or last_checkpoint
     if checkpoint is not None:
-        logger.info(f"Resuming training from {checkpoint}.")
+        logger.warning(f"Resuming training from {checkpoint}.")
 
     # Model: loaded by the trainer from its id/path with these kwargs (as in TRL's sft script).
     model_init_kwargs = dict(
@@ -176,14 +191,30 @@ def train(script_args: CGDScriptArguments, training_args: CGDConfig, model_args:
     if model_args.use_peft and trainer.is_world_process_zero():  # an adapter save carries no generation config
         trainer.model.generation_config.save_pretrained(training_args.output_dir)
     dataset_id = _hub_dataset_id(script_args.dataset_name)
-    trainer.create_model_card(model_name=os.path.basename(os.path.normpath(training_args.output_dir)), dataset_name=dataset_id)
+    trainer.create_model_card(
+        model_name=os.path.basename(os.path.normpath(training_args.output_dir)), dataset_name=dataset_id
+    )
     logger.info(f"Model saved to {training_args.output_dir}")
 
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=dataset_id)
         logger.info(f"Model pushed to https://huggingface.co/{trainer.hub_model_id}")
-    if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
-        trainer.end()
+    _end_training(trainer)
+
+
+def _end_training(trainer) -> None:
+    """Finish the trackers and destroy the process group, the DDP wrapper first.
+
+    ``Trainer.end()`` destroys the group while the DDP wrapper's gradient reducer still holds it, so the group is then
+    torn down inside the reducer's destructor, with the GIL held; with gloo (CPU) that can deadlock against the group's
+    worker threads at exit (pytorch/pytorch#56297). Freeing the wrapper while the group is registered avoids it.
+    """
+    accelerator = trainer.accelerator
+    accelerator.wait_for_everyone()
+    trainer.model_wrapped = trainer.model
+    accelerator.free_memory()
+    gc.collect()
+    accelerator.end_training()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

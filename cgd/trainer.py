@@ -150,7 +150,8 @@ class CGDTrainer(SFTTrainer):
         train_dataset = self._prepare_cgd("train", train_dataset, tokenizer, args, templates)
         if isinstance(eval_dataset, dict):
             eval_dataset = {
-                key: self._prepare_cgd(key, dataset, tokenizer, args, templates) for key, dataset in eval_dataset.items()
+                key: self._prepare_cgd(key, dataset, tokenizer, args, templates)
+                for key, dataset in eval_dataset.items()
             }
         elif eval_dataset is not None:
             eval_dataset = self._prepare_cgd("eval", eval_dataset, tokenizer, args, templates)
@@ -219,14 +220,16 @@ class CGDTrainer(SFTTrainer):
         with open(path, encoding="utf-8") as f:
             card = f.read()
         spec = get_method(self.args.method)
-        counts = " ".join(f"{name}: {report.summary()}" for name, report in self.encoding_reports.items())
+        counts = "; ".join(
+            f"{name}: {self.validation_reports[name].summary().splitlines()[0]} {report.summary()}"
+            for name, report in self.encoding_reports.items()
+        )
         section = (
             "## Critique-Guided Distillation\n\n"
             f"Trained with method `{spec.name}`: {spec.description} (inputs: {', '.join(spec.inputs)}; target: "
             f"`{spec.target}`), loss on the target and its end-of-turn token only. At inference the model sees only "
             "the question, in its usual chat format; generation stops at the end-of-turn token "
-            f"(id {getattr(self, 'end_of_turn_token_id', None)}).\n\n"
-            + (f"Data ({counts})\n\n" if counts else "")
+            f"(id {getattr(self, 'end_of_turn_token_id', None)}).\n\n" + (f"Data ({counts})\n\n" if counts else "")
         )
         marker = "## Training procedure"
         card = card.replace(marker, section + marker, 1) if marker in card else card + "\n" + section

@@ -52,7 +52,8 @@ def chained_fingerprints(specs: list[StageSpec]) -> dict[str, str]:
 
     out, upstream = {}, ""
     for spec in specs:
-        fp = hashlib.sha256((upstream + spec.fingerprint()).encode()).hexdigest()[:16]
+        feeds = "" if spec.name == "direct" else upstream  # the direct answer sees the question only
+        fp = hashlib.sha256((feeds + spec.fingerprint()).encode()).hexdigest()[:16]
         out[spec.name] = fp
         if spec.name != "direct":
             upstream = fp
@@ -112,7 +113,7 @@ class Builder:
             question_units = self.question_units(questions, out.shard_index)
             units = question_units
             for spec in self.specs:
-                checkpoint = StageCheckpoint(directory / f"{spec.name}.jsonl")
+                checkpoint = StageCheckpoint(directory / f"{spec.name}.jsonl", out.fsync_interval_s)
                 if checkpoint.torn_bytes:
                     logger.warning(
                         "%s: discarded a torn last record (%d bytes)", checkpoint.path, checkpoint.torn_bytes
@@ -281,7 +282,11 @@ def _count_verdicts(rows: list[dict]) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = parse_args(argv)
+    try:
+        config = parse_args(argv)
+    except ValueError as err:  # unknown keys, bad values: say so without a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         Builder(config).run()
     except (BackendError, CheckpointError, MergeError) as err:

@@ -1,8 +1,11 @@
 """Append-only JSONL checkpoints: one line per finished row, written whole and fsynced.
 
-Each record is one ``os.write`` of a complete ``json + "\\n"`` line on an ``O_APPEND`` descriptor,
-followed by ``fsync``: a record is either wholly on disk or (after SIGKILL / power loss mid-write) a torn
-last line without its newline. Opening a checkpoint detects that torn tail, truncates it away and
+Each record is one ``os.write`` of a complete ``json + "\\n"`` line on an ``O_APPEND`` descriptor. Once
+``write`` returns, the record survives a SIGKILL of the process (it is in the kernel's page cache);
+``fsync`` makes it survive a machine crash too and runs at most every ``fsync_interval_s`` seconds and
+when the stage closes (``0`` syncs every record; a per-record fsync cost ~9 ms on the project machines,
+which would cap a fast server at ~100 rows/s). A record is either wholly there or a torn last line
+without its newline. Opening a checkpoint detects that torn tail, truncates it away and
 reports it; any other unreadable line is corruption and raises. A ``meta.json`` next to the files
 records each stage's fingerprint so a resume with different prompts or sampling is refused.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,10 @@ class CheckpointError(RuntimeError):
 class StageCheckpoint:
     """Finished rows of one stage of one shard: ``{"id": ..., "outputs": [...]}`` per line."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, fsync_interval_s: float = 1.0) -> None:
         self.path = Path(path)
+        self.fsync_interval_s = fsync_interval_s
+        self._last_sync = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.records: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
@@ -71,11 +77,19 @@ class StageCheckpoint:
         while view:  # os.write may write less than asked for large records
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
+        if time.monotonic() - self._last_sync >= self.fsync_interval_s:
+            self.sync()
         self.records[record["id"]] = record
+
+    def sync(self) -> None:
+        """fsync what was appended so far."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+        self._last_sync = time.monotonic()
 
     def close(self) -> None:
         if self._fd is not None:
+            self.sync()
             os.close(self._fd)
             self._fd = None
 

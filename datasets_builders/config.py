@@ -129,6 +129,9 @@ class OutputArgs:
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id (org/name) to upload to"})
     private: bool = field(default=False, metadata={"help": "Create the Hub repo as private"})
     progress: bool = field(default=True, metadata={"help": "Show progress bars"})
+    fsync_interval_s: float = field(
+        default=1.0, metadata={"help": "fsync checkpoints at most this often (0: every row); writes are per row"}
+    )
 
 
 ARG_CLASSES: tuple[type, ...] = (

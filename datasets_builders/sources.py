@@ -50,6 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+_BUILDER_NAMES = {"json", "parquet", "csv", "arrow", "text"}
 
 
 @dataclass
@@ -152,8 +153,16 @@ def select_questions(
     cfg = apply_preset(args)
     if dataset is None:
         dataset = load_rows(cfg["source"], cfg["source_config"], args.source_split, args.data_files)
-    source_name = cfg["source"] if not Path(str(cfg["source"])).exists() else Path(cfg["source"]).name
-    report = SourceReport(source=str(cfg["source"]))
+    source_label = str(cfg["source"])
+    if source_label in _BUILDER_NAMES and args.data_files:  # `source: json` + data_files: name the files
+        source_label = ",".join(str(f) for f in args.data_files)
+    # Ids hash the file name, not its directory, so moving the data does not change them.
+    source_name = (
+        ",".join(Path(f).name for f in source_label.split(","))
+        if Path(source_label.split(",")[0]).exists()
+        else source_label
+    )
+    report = SourceReport(source=source_label)
     columns = list(dataset.column_names)
     qcol, acol, idcol = cfg["question_column"], cfg["answer_column"], cfg["id_column"]
     if acol is None and cfg["auto_answer_column"] and "answer" in columns:
@@ -219,7 +228,7 @@ def select_questions(
                 id=rid,
                 question=q,
                 reference_answer=None if answer is None else str(answer),
-                source=str(cfg["source"]),
+                source=source_label,
                 source_id=sid,
             )
         )

@@ -162,3 +162,14 @@ def test_rebuilt_folder_is_not_served_from_a_stale_datasets_cache(questions_file
     critique.write_text(critique.read_text().replace("check out", "check OUT"))  # same sizes, new content
     Builder(parse_args(["merge", *_args(questions_file, out, "--num_samples", "3")])).run()
     assert all("check OUT" in r[schema.CRITIQUE] for r in _rows(out))
+
+
+def test_source_as_builder_name_plus_data_files_gives_the_same_ids(questions_file, tmp_path):
+    from datasets_builders.sources import select_questions
+
+    direct, _ = select_questions(parse_args(_args(questions_file, tmp_path / "a")).source)
+    args = _args(questions_file, tmp_path / "b")
+    args[args.index("--source") + 1] = "json"
+    via_builder, report = select_questions(parse_args([*args, "--data_files", str(questions_file)]).source)
+    assert [q.id for q in via_builder] == [q.id for q in direct] and len(direct) == 20
+    assert report.source == str(questions_file) and via_builder[0].source == str(questions_file)

@@ -1,4 +1,5 @@
-"""Kill a real build with SIGKILL mid-stage, run the same command again: same rows, no request re-sent."""
+"""Kill a real build (a `python datasets_builders/build_cgd.py` process) with SIGKILL mid-stage, run the same
+command again: the rows of an uninterrupted build, and no finished request sent twice."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import time
 from pathlib import Path
 
 from cgd import schema
-from datasets_builders.build_cgd import Builder
-from datasets_builders.config import parse_args
+from datasets_builders.build_cgd import main
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_ROWS = 16
@@ -69,13 +69,18 @@ def test_sigkill_mid_stage_then_resume_matches_an_uninterrupted_build(tmp_path, 
     with open(shard / "critique.jsonl", "ab") as f:
         f.write(b'{"id": "torn", "outputs": [{"text": "half a rec')  # as if killed inside a write
 
-    start = time.perf_counter()
-    rerun = subprocess.run(
-        [sys.executable, "-m", "datasets_builders.build_cgd", *_args(questions, tiny_checkpoint, killed)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    resume_s = time.perf_counter() - start
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # The same command again, in this process (the script's entry point; a fresh interpreter would only
+    # add import time).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        assert main(_args(questions, tiny_checkpoint, killed)) == 0
+        resume_s = time.perf_counter() - start
+        reference = tmp_path / "reference"
+        assert main(_args(questions, tiny_checkpoint, reference)) == 0
+    finally:
+        torch.set_num_threads(threads)
     report = json.loads((killed / "build_report.json").read_text())
     assert report["this_run"]["probe"]["requests"] == 0
     assert report["this_run"]["critique"]["requests"] == NUM_ROWS - done["critique"]
@@ -84,13 +89,6 @@ def test_sigkill_mid_stage_then_resume_matches_an_uninterrupted_build(tmp_path, 
     assert report["stages"]["critique"]["rows"] == NUM_ROWS  # nothing lost, nothing twice
     assert all(_lines(shard / f"{s}.jsonl") == NUM_ROWS for s in ("probe", "critique", "refine"))
 
-    reference = tmp_path / "reference"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        Builder(parse_args(_args(questions, tiny_checkpoint, reference))).run()
-    finally:
-        torch.set_num_threads(threads)
     resumed_rows, reference_rows = _rows(killed), _rows(reference)
     assert len(resumed_rows) == NUM_ROWS and len({r[schema.ID] for r in resumed_rows}) == NUM_ROWS
     assert resumed_rows == reference_rows

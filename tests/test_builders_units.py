@@ -194,7 +194,9 @@ def test_sources_column_errors_and_preset_fallback():
     )
     selected, _ = select_questions(preset, dataset=_dataset([{"question": "x?", "answer": "1"}]))  # no "index" column
     assert selected[0].source == "TIGER-Lab/WebInstructSub" and selected[0].source_id == "0"
-    dup_index = _dataset([{"question": "x?", "answer": "1", "index": 7}, {"question": "y?", "answer": "2", "index": 7}])
+    dup_index = _dataset(
+        [{"question": "x?", "answer": "1", "index": 7}, {"question": "y?", "answer": "2", "index": 7}]
+    )
     selected, _ = select_questions(preset, dataset=dup_index)  # the preset's id column is not unique: hashes
     assert len({q.id for q in selected}) == 2
     with pytest.raises(ValueError, match="not unique"):

@@ -14,9 +14,7 @@ from cgd.train import parse_args
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 #: Folders under recipes/ that hold something other than training recipes.
 NOT_TRAINING = {"accelerate_configs", "builders", "eval"}
-TRAINING_RECIPES = sorted(
-    path for path in RECIPES.glob("*/*.yaml") if path.parent.name not in NOT_TRAINING
-)
+TRAINING_RECIPES = sorted(path for path in RECIPES.glob("*/*.yaml") if path.parent.name not in NOT_TRAINING)
 PAPER_MODELS = {
     "llama-3.1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct",
     "s1.1-3b": "simplescaling/s1.1-3B",
@@ -104,7 +102,9 @@ def test_baselines_differ_from_cgd_only_in_method_and_output_dir(folder):
         other = load_yaml(RECIPES / folder / f"{method}.yaml")
         assert other["method"] == method
         differing = {k for k in cgd.keys() | other.keys() if cgd.get(k) != other.get(k)}
-        assert differing <= {"method", "output_dir"}, f"{folder}/{method}.yaml differs in {differing - {'method', 'output_dir'}}"
+        assert differing <= {"method", "output_dir"}, (
+            f"{folder}/{method}.yaml differs in {differing - {'method', 'output_dir'}}"
+        )
 
 
 def test_output_dirs_are_unique():
