@@ -47,6 +47,7 @@ OFFLINE_ENV = {
 console = Console(highlight=False)
 #: The lighteval task scoring the held-out split (eval_tasks/embedded_tasks.py).
 EVAL_TASK = "cgd_arith|0"
+CUSTOM_TASKS = REPO_ROOT / "eval_tasks" / "embedded_tasks.py"
 #: Metrics shown in the comparison (accuracy, then the format-drift rates of eval_tasks/cgd_tasks.py).
 METRICS = ("acc", "critique_rate", "verdict_rate", "boxed_rate")
 
@@ -58,15 +59,15 @@ class DemoConfig:
     workdir: str = "outputs/demo"
     cache_dir: str = "cache/models"
     model: str | None = None  # a checkpoint path or Hub id; default: the embedded SmolLM2 conversion
-    num_train: int = 48
-    num_eval: int = 40
+    num_train: int = 32
+    num_eval: int = 30
     seed: int = 0
     builder_config: str = "recipes/builders/smollm2_demo.yaml"
     accelerate_config: str = "recipes/accelerate_configs/cpu.yaml"
     recipe_dir: str = "recipes/smollm2-135m"
     methods: list[str] = field(default_factory=lambda: ["cgd"])
-    eval_max_new_tokens: int = 256
-    eval_batch_size: int = 8
+    eval_max_new_tokens: int = 192
+    eval_batch_size: int = 16
     study: bool = False
     builder_args: list[str] = field(default_factory=list)  # extra --key value pairs for the builder
     train_args: list[str] = field(default_factory=list)  # extra --key value pairs for cgd.train
@@ -95,7 +96,7 @@ def subprocess_env() -> dict[str, str]:
 def run_logged(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
     """Run ``cmd`` from the repo root, streaming its output (progress bars included) to the terminal and a log."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"[dim]$ {' '.join(cmd)}[/dim]")
+    console.print(f"[dim]$ {' '.join(cmd)}[/dim]", soft_wrap=True)
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
         proc = subprocess.Popen(
@@ -174,6 +175,12 @@ def run_phases(phases: list[Phase], state: State) -> list[dict]:
 
 
 # --- artifacts ----------------------------------------------------------------------------------------
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def dataset_ok(path: Path) -> bool:
@@ -258,11 +265,12 @@ class Demo:
             "--source", "json",
             "--data_files", str(self.questions_dir / "train.jsonl"),
             "--question_column", "question",
-            "--answer_column", "answer",
+            "--answer_column", "solution",
             "--id_column", "id",
             "--student_model", str(self.model_path),
             "--teacher_model", str(self.model_path),
             "--output_dir", str(self.dataset_dir),
+            "--num_samples", str(cfg.num_train),
             *cfg.builder_args,
         ]  # fmt: skip
         self.keys["build"] = fingerprint(self.keys["model"], self.keys["questions"], cfg.builder_config, args)
@@ -310,14 +318,13 @@ class Demo:
         out = self.eval_dir / name
         key = fingerprint(self.keys["questions"], self.keys[upstream], cfg.eval_max_new_tokens, cfg.eval_batch_size)
         self.keys[f"eval_{name}"] = key
-        model_args = (
-            f"model_name={path},dtype=float32,batch_size={cfg.eval_batch_size},"
-            f"generation_parameters={{max_new_tokens:{cfg.eval_max_new_tokens},temperature:0.0}}"
+        from cgd.evaluate import build_model_args, lighteval_command
+
+        device = None if _has_cuda() else "cpu"  # lighteval's own default is cuda
+        model_args = build_model_args(
+            str(path), "accelerate", cfg.eval_max_new_tokens, cfg.eval_batch_size, device, "float32", temperature=0.0
         )
-        cmd = [
-            sys.executable, "-m", "cgd.lighteval", "accelerate", model_args, EVAL_TASK,
-            "--custom-tasks", "eval_tasks/embedded_tasks.py", "--output-dir", str(out / "lighteval"), "--save-details",
-        ]  # fmt: skip
+        cmd = lighteval_command(model_args, [EVAL_TASK], out / "lighteval", custom_tasks=CUSTOM_TASKS)
         env = {"CGD_EVAL_ARITH_PATH": str(self.eval_data_dir / "arith")}
 
         def run() -> None:
@@ -337,7 +344,7 @@ class Demo:
         files = [self.eval_dir / n / "scores.json" for n in names]
 
         def run() -> None:
-            write_report([json.loads(f.read_text()) for f in files], self.eval_dir)
+            write_results([json.loads(f.read_text()) for f in files], self.eval_dir)
 
         results = self.eval_dir / "results.json"
         return Phase("report", "Comparison table and plot", key, results, results.is_file, run)
@@ -372,51 +379,26 @@ def write_scores(lighteval_dir: Path, path: Path, name: str, model: str) -> dict
     return scores
 
 
-def write_report(scores: list[dict], out_dir: Path) -> dict:
-    """``results.json``, ``report.md``, ``report.csv`` and ``report.png`` comparing the models (first = baseline)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = scores[0]["metrics"]
-    header = ["model", *METRICS, "Δacc vs " + scores[0]["name"]]
-    rows = []
-    for s in scores:
-        m = s["metrics"]
-        delta = m.get("acc", float("nan")) - base.get("acc", float("nan"))
-        rows.append([s["name"], *(f"{m[k]:.3f}" if k in m else "" for k in METRICS), f"{delta:+.3f}"])
-    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-    (out_dir / "report.md").write_text("\n".join(md) + "\n")
-    (out_dir / "report.csv").write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
-    plot = out_dir / "report.png"
-    _bar_chart(scores, plot)
+def write_results(scores: list[dict], out_dir: Path) -> dict:
+    """``results.json`` plus cgd.evaluate's ``report.md/.csv/.png`` comparing the models (first = baseline)."""
+    from cgd.evaluate import write_report
+
+    report = write_report(
+        [out_dir / s["name"] / "lighteval" for s in scores],
+        out_dir,
+        labels=[s["name"] for s in scores],
+        title="CGD main job: held-out embedded questions (cgd_arith)",
+    )
     results = {
         "task": EVAL_TASK,
         "scores": {s["name"]: s["metrics"] for s in scores},
         "models": {s["name"]: s["model"] for s in scores},
-        "report_md": str(out_dir / "report.md"),
-        "report_csv": str(out_dir / "report.csv"),
-        "plot_png": str(plot),
+        "report_md": str(report.markdown),
+        "report_csv": str(report.csv),
+        "plot_png": str(report.png),
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
-
-
-def _bar_chart(scores: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / len(scores)
-    for i, s in enumerate(scores):
-        values = [s["metrics"].get(k, 0.0) for k in METRICS]
-        ax.bar([x + i * width for x in range(len(METRICS))], values, width, label=s["name"])
-    ax.set_xticks([x + width * (len(scores) - 1) / 2 for x in range(len(METRICS))], METRICS)
-    ax.set_ylim(0, 1)
-    ax.set_title("Held-out embedded questions (cgd_arith): accuracy and format drift")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def print_summary(demo: Demo, timings: list[dict], total: float) -> None:

@@ -281,6 +281,7 @@ def score_examples(
                     "row": e.row,
                     "condition": e.condition,
                     "num_tokens": n,
+                    "sequence_length": len(e.input_ids),
                     "entropy": ent[b].item() / n if n else math.nan,
                     "nll": nll[b].item() / n if n else math.nan,
                 }
@@ -479,7 +480,7 @@ def write_outputs(
         "95% percentile-bootstrap CIs over rows (paired for differences; negative = lower uncertainty).",
         "",
     ]
-    paths["markdown"].write_text("\n".join(header) + markdown_tables(summary, diffs), encoding="utf-8")
+    paths["markdown"].write_text("\n".join(header) + "\n" + markdown_tables(summary, diffs), encoding="utf-8")
     plot(summary, paths["plot"], title=f"{meta.get('model')} — {meta.get('dataset')} ({meta.get('rows')} rows)")
     return paths
 

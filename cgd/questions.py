@@ -26,20 +26,32 @@ NAMES = ("Mia", "Noah", "Ava", "Liam", "Zoe", "Omar", "Lena", "Ravi", "Sofia", "
 FRUITS = ("apples", "oranges", "pears", "plums", "lemons")
 ITEMS = (("notebook", "pen"), ("sandwich", "juice"), ("ticket", "poster"), ("book", "bookmark"))
 
-Problem = tuple[str, int]
+#: (question, integer answer, worked solution ending in ``\boxed{answer}``)
+Problem = tuple[str, int, str]
+
+
+def _solution(*steps: str, answer: int) -> str:
+    return " ".join(steps) + f" The answer is \\boxed{{{answer}}}."
 
 
 def multi_step(rng: random.Random) -> Problem:
     """(a + b) x c - d, written out."""
     a, b, c = rng.randint(2, 30), rng.randint(2, 30), rng.randint(2, 9)
     d = rng.randint(1, (a + b) * c - 1)
-    return f"Compute ({a} + {b}) × {c} − {d}.", (a + b) * c - d
+    ans = (a + b) * c - d
+    steps = (
+        f"First {a} + {b} = {a + b}.",
+        f"Then {a + b} × {c} = {(a + b) * c}.",
+        f"Finally {(a + b) * c} − {d} = {ans}.",
+    )
+    return f"Compute ({a} + {b}) × {c} − {d}.", ans, _solution(*steps, answer=ans)
 
 
 def two_step(rng: random.Random) -> Problem:
     """a × b + c."""
     a, b, c = rng.randint(2, 19), rng.randint(2, 12), rng.randint(1, 99)
-    return f"What is {a} × {b} + {c}?", a * b + c
+    sol = _solution(f"{a} × {b} = {a * b}.", f"{a * b} + {c} = {a * b + c}.", answer=a * b + c)
+    return f"What is {a} × {b} + {c}?", a * b + c, sol
 
 
 def apples(rng: random.Random) -> Problem:
@@ -51,7 +63,14 @@ def apples(rng: random.Random) -> Problem:
         f"{name} has {start} {fruit}. {name} buys {bags} bags with {per_bag} {fruit} in each bag and then "
         f"gives {give} {fruit} to a friend. How many {fruit} does {name} have now?"
     )
-    return question, start + bags * per_bag - give
+    ans = start + bags * per_bag - give
+    sol = _solution(
+        f"The bags hold {bags} × {per_bag} = {bags * per_bag} {fruit}.",
+        f"With the {start} {fruit} {name} had, that makes {start} + {bags * per_bag} = {start + bags * per_bag}.",
+        f"After giving {give} away, {start + bags * per_bag} − {give} = {ans}.",
+        answer=ans,
+    )
+    return question, ans, sol
 
 
 def money(rng: random.Random) -> Problem:
@@ -64,7 +83,13 @@ def money(rng: random.Random) -> Problem:
         f"A {item1} costs ${p1} and a {item2} costs ${p2}. {name} buys {n1} {item1}s and {n2} {item2}s "
         f"and pays with a ${bill} bill. How many dollars of change does {name} get?"
     )
-    return question, bill - total
+    sol = _solution(
+        f"The {item1}s cost {n1} × ${p1} = ${p1 * n1} and the {item2}s cost {n2} × ${p2} = ${p2 * n2}.",
+        f"The total is ${p1 * n1} + ${p2 * n2} = ${total}.",
+        f"The change is ${bill} − ${total} = ${bill - total}.",
+        answer=bill - total,
+    )
+    return question, bill - total, sol
 
 
 def time_minutes(rng: random.Random) -> Problem:
@@ -74,7 +99,13 @@ def time_minutes(rng: random.Random) -> Problem:
         f"A bus trip takes {hours} hours and {minutes} minutes. {name} makes the trip {trips} times in a week. "
         f"How many minutes does {name} spend on the bus that week?"
     )
-    return question, trips * (60 * hours + minutes)
+    one = 60 * hours + minutes
+    sol = _solution(
+        f"One trip takes {hours} × 60 + {minutes} = {one} minutes.",
+        f"{trips} trips take {trips} × {one} = {trips * one} minutes.",
+        answer=trips * one,
+    )
+    return question, trips * one, sol
 
 
 def rates(rng: random.Random) -> Problem:
@@ -90,7 +121,12 @@ def rates(rng: random.Random) -> Problem:
         f"{name} cycles at {v1} km per hour for {t1} hours and then at {v2} km per hour for {t2} hours. "
         f"How many kilometers does {name} cycle in total?"
     )
-    return question, v1 * t1 + v2 * t2
+    sol = _solution(
+        f"The first part is {v1} × {t1} = {v1 * t1} km and the second part is {v2} × {t2} = {v2 * t2} km.",
+        f"In total {v1 * t1} + {v2 * t2} = {v1 * t1 + v2 * t2} km.",
+        answer=v1 * t1 + v2 * t2,
+    )
+    return question, v1 * t1 + v2 * t2, sol
 
 
 def percentage(rng: random.Random) -> Problem:
@@ -99,20 +135,32 @@ def percentage(rng: random.Random) -> Problem:
     step = {10: 10, 20: 5, 25: 4, 40: 5, 50: 2, 75: 4}[pct]
     price = step * rng.randint(3, 40)
     question = f"A jacket costs ${price}. It is on sale for {pct}% off. What is the sale price in dollars?"
-    return question, price * (100 - pct) // 100
+    off = price * pct // 100
+    sol = _solution(
+        f"The discount is {pct}% of ${price}, which is ${price} × {pct} / 100 = ${off}.",
+        f"The sale price is ${price} − ${off} = ${price - off}.",
+        answer=price - off,
+    )
+    return question, price - off, sol
 
 
 def percent_of(rng: random.Random) -> Problem:
     """p% of n (whole-number result)."""
     pct = rng.choice((10, 20, 25, 30, 50, 60, 75))
     n = 20 * rng.randint(1, 25)
-    return f"What is {pct}% of {n}?", pct * n // 100
+    sol = _solution(f"{pct}% of {n} is {n} × {pct} / 100 = {pct * n // 100}.", answer=pct * n // 100)
+    return f"What is {pct}% of {n}?", pct * n // 100, sol
 
 
 def equation(rng: random.Random) -> Problem:
     """a·x + b = c with a whole-number solution."""
     a, x, b = rng.randint(2, 12), rng.randint(1, 20), rng.randint(1, 50)
-    return f"Solve for x: {a}x + {b} = {a * x + b}.", x
+    sol = _solution(
+        f"Subtract {b} from both sides: {a}x = {a * x + b} − {b} = {a * x}.",
+        f"Divide by {a}: x = {a * x} / {a} = {x}.",
+        answer=x,
+    )
+    return f"Solve for x: {a}x + {b} = {a * x + b}.", x, sol
 
 
 def sharing(rng: random.Random) -> Problem:
@@ -124,7 +172,12 @@ def sharing(rng: random.Random) -> Problem:
         f"{name} bakes {first} cookies in the morning and {total - first} cookies in the afternoon, then shares "
         f"all of them equally among {friends} friends. How many cookies does each friend get?"
     )
-    return question, each
+    sol = _solution(
+        f"{name} bakes {first} + {total - first} = {total} cookies.",
+        f"Shared among {friends} friends, each gets {total} / {friends} = {each}.",
+        answer=each,
+    )
+    return question, each, sol
 
 
 #: Category name -> generator. Order matters for reproducibility (drawn by index).
@@ -152,12 +205,13 @@ def _draw(rng: random.Random, count: int, split: str, exclude: set[str]) -> list
         if attempts > 1000 * max(count, 1):
             raise RuntimeError(f"Could not draw {count} distinct questions for split {split!r}")
         category = names[len(rows) % len(names)] if rng.random() < 0.5 else rng.choice(names)
-        question, answer = TEMPLATES[category](rng)
+        question, answer, solution = TEMPLATES[category](rng)
         if question in seen:
             continue
         seen.add(question)
+        row_id = f"{split}-{len(rows):05d}"
         rows.append(
-            {"id": f"{split}-{len(rows):05d}", "question": question, "answer": str(answer), "category": category}
+            {"id": row_id, "question": question, "answer": str(answer), "solution": solution, "category": category}
         )
     return rows
 

@@ -143,6 +143,11 @@ def train(script_args: CGDScriptArguments, training_args: CGDConfig, model_args:
     if checkpoint is not None:
         logger.warning(f"Resuming training from {checkpoint}.")
 
+    if model_args.attn_implementation == "cgd_varlen":  # cgd's mask-free varlen attention (docs/performance.md)
+        from cgd.attention import register_varlen_attention
+
+        register_varlen_attention()
+
     # Model: loaded by the trainer from its id/path with these kwargs (as in TRL's sft script).
     model_init_kwargs = dict(
         revision=model_args.model_revision,

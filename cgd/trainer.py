@@ -80,8 +80,9 @@ class CGDTrainer(SFTTrainer):
     Example:
 
     ```python
-    from cgd import CGDConfig, CGDTrainer
+    from cgd.config import CGDConfig
     from cgd.data import load_triplets
+    from cgd.trainer import CGDTrainer
 
     trainer = CGDTrainer(
         model="meta-llama/Llama-3.1-8B-Instruct",

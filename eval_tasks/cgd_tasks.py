@@ -22,11 +22,12 @@ Local data instead of the Hub (read in place):
     CGD_EVAL_DATA_DIR=DIR      -> each task reads DIR/<local_name>/ (e.g. DIR/gsm8k/test.jsonl) when that
                                   folder exists, else its Hub dataset. <local_name> is the task name
                                   without "cgd_" (math500, minerva_math, gsm8k, olympiadbench, amc23,
-                                  aime24, aime25, theoremqa, gpqa_diamond, mmlu_pro).
+                                  aime24, aime25, theoremqa, gpqa_diamond, mmlu_pro, ifeval).
     CGD_EVAL_<NAME>_PATH=DIR   -> one task (e.g. CGD_EVAL_GSM8K_PATH): a folder of <split>.jsonl files
                                   (test.jsonl, train.jsonl ...; .json/.parquet/.csv also work).
     CGD_EVAL_FIRST_N=N         -> evaluate only the first N rows of each file, in file order
                                   (lighteval's --max-samples takes a seeded random subset instead).
+    CGD_EVAL_ROWS=START:END    -> only rows START..END-1 (file order), e.g. to run a long job in chunks.
 Field names are read tolerantly (problem/question/Question, answer/final_answer/Answer ...), so the Hub
 datasets and the ../shared/data files load through the same prompt functions.
 
@@ -42,6 +43,7 @@ https://arxiv.org/abs/2505.11628
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -65,6 +67,7 @@ from lighteval.metrics.utils.metric_utils import SampleLevelMetric, SampleLevelM
 from lighteval.models.model_output import ModelResponse  # noqa: E402
 from lighteval.tasks.lighteval_task import LightevalTaskConfig  # noqa: E402
 from lighteval.tasks.requests import Doc, SamplingMethod  # noqa: E402
+from lighteval.tasks.tasks.ifeval.main import ifeval as _builtin_ifeval  # noqa: E402
 
 from cgd.answers import (  # noqa: E402
     answers_match,
@@ -123,8 +126,19 @@ def _answer_text(answer: Any) -> str:
 
 
 def _beyond_first_n(line: dict) -> bool:
+    """True for rows outside CGD_EVAL_FIRST_N=N (the first N rows) or CGD_EVAL_ROWS=START:END (a slice,
+    for chunked runs); both count rows in file order. lighteval skips a row whose prompt function
+    returns None."""
+    index = int(line.get("__index", 0))
     limit = os.environ.get("CGD_EVAL_FIRST_N")
-    return bool(limit) and int(line.get("__index", 0)) >= int(limit)
+    if limit and index >= int(limit):
+        return True
+    rows = os.environ.get("CGD_EVAL_ROWS")
+    if rows:
+        start, _, end = rows.partition(":")
+        if index < int(start or 0) or (end and index >= int(end)):
+            return True
+    return False
 
 
 def _math_doc(line: dict, task_name: str, query: str, gold: str) -> Doc:
@@ -377,6 +391,21 @@ cgd_theoremqa = make_task("theoremqa", theoremqa_prompt, HUB["theoremqa"], _MATH
 cgd_gpqa_diamond = make_task("gpqa_diamond", gpqa_prompt, HUB["gpqa_diamond"], _CHOICE, 4096)
 cgd_mmlu_pro = make_task("mmlu_pro", mmlu_pro_prompt, HUB["mmlu_pro"], _CHOICE, 2048)
 
+# IFEval with lighteval's own prompt function and metric (prompt/instruction-level strict and loose
+# accuracy), only made able to read a local copy: `ifeval` (built-in) and `cgd_ifeval` score the same way.
+# lighteval's IFEval checks need `langdetect` (see setup.cfg).
+_IFEVAL = resolve_source("ifeval", Source("google/IFEval", "default", "train"))
+cgd_ifeval = dataclasses.replace(
+    _builtin_ifeval,
+    name="cgd_ifeval",
+    hf_repo=_IFEVAL.repo,
+    hf_subset=_IFEVAL.subset,
+    hf_avail_splits=[_IFEVAL.split],
+    evaluation_splits=[_IFEVAL.split],
+    few_shots_split=None,
+    few_shots_select=None,
+)
+
 # Sampled variants: pass@k over SAMPLED_N samples per problem (the paper's AIME pass@8/16). Run them in
 # their own command with sampling on, e.g. generation_parameters={temperature:0.6,top_p:0.95}: lighteval
 # refuses n > 1 samples at temperature 0, and the temperature is per run, not per task.
@@ -398,6 +427,7 @@ TASKS_TABLE = [
     cgd_theoremqa,
     cgd_gpqa_diamond,
     cgd_mmlu_pro,
+    cgd_ifeval,
     cgd_aime24_sampled,
     cgd_aime25_sampled,
     cgd_amc23_sampled,
@@ -417,5 +447,5 @@ SUITES = {
         "cgd_theoremqa",
     ],
     "general": ["cgd_gpqa_diamond", "cgd_mmlu_pro", "ifeval"],
-    "all": [t.name for t in TASKS_TABLE if not t.name.endswith("_sampled")] + ["ifeval"],
+    "all": [t.name for t in TASKS_TABLE if not t.name.endswith(("_sampled", "_ifeval"))] + ["ifeval"],
 }

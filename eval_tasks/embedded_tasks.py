@@ -22,13 +22,16 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from eval_tasks.cgd_tasks import _MATH, TASKS_TABLE as _CGD_TASKS, Source, gsm8k_prompt, make_task  # noqa: E402
+from eval_tasks.cgd_tasks import _MATH, Source, gsm8k_prompt, make_task  # noqa: E402
+from eval_tasks.cgd_tasks import TASKS_TABLE as _CGD_TASKS  # noqa: E402
 
 #: Where the demo writes the held-out split when nothing else is set (read only if it exists).
 DEFAULT_ARITH_DIR = _ROOT / "outputs" / "demo" / "eval_data" / "arith"
 #: New tokens per answer: the problems need a few short steps; this bounds a rambling 135M model on CPU.
 ARITH_GENERATION_SIZE = 384
 
-cgd_arith = make_task("arith", gsm8k_prompt, Source(str(DEFAULT_ARITH_DIR), None, "test"), _MATH, ARITH_GENERATION_SIZE)
+cgd_arith = make_task(
+    "arith", gsm8k_prompt, Source(str(DEFAULT_ARITH_DIR), None, "test"), _MATH, ARITH_GENERATION_SIZE
+)
 
 TASKS_TABLE = [*_CGD_TASKS, cgd_arith]

@@ -173,3 +173,49 @@ def test_source_as_builder_name_plus_data_files_gives_the_same_ids(questions_fil
     via_builder, report = select_questions(parse_args([*args, "--data_files", str(questions_file)]).source)
     assert [q.id for q in via_builder] == [q.id for q in direct] and len(direct) == 20
     assert report.source == str(questions_file) and via_builder[0].source == str(questions_file)
+
+
+def test_push_to_hub_flag_uploads_the_built_folder(questions_file, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create_repo", repo_id, kw))
+            return f"https://huggingface.co/datasets/{repo_id}"
+
+        def upload_folder(self, **kw):
+            calls.append(("upload_folder", kw))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    out = tmp_path / tmp_path.name
+    report = Builder(
+        parse_args(_args(questions_file, out, "--num_samples", "2", "--push_to_hub", "org/cgd", "--private", "true"))
+    ).run()
+    assert calls[0] == ("create_repo", "org/cgd", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert calls[1][1]["folder_path"] == str(out) and calls[1][1]["repo_id"] == "org/cgd"
+    assert report["output"]["hub_url"].endswith("org/cgd")
+    assert json.loads((out / "build_report.json").read_text())["output"]["hub_url"].endswith("org/cgd")
+
+
+def test_decontamination_against_the_shared_eval_sets(shared_data, tmp_path):
+    eval_file = shared_data / "eval" / "gsm8k" / "test.jsonl"
+    leaked = [json.loads(line)["question"] for line in eval_file.read_text().splitlines()[:5]]
+    source = tmp_path / "mixed.jsonl"
+    rows = [{"id": f"e{i}", "question": q} for i, q in enumerate(leaked)]
+    rows += [{"id": f"s{i}", "question": f"What is {i} plus {i}?"} for i in range(5)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = _args(
+        source,
+        tmp_path / "out",
+        "--decontaminate_files",
+        str(eval_file),
+        str(shared_data / "eval" / "math500" / "test.jsonl"),
+    )
+    config = parse_args(args)
+    questions, report = Builder(config).questions()
+    assert report.contaminated == 5 and len(questions) == 5
+    assert all("plus" in q.question for q in questions) and sorted(report.contaminated_ids) == [
+        f"e{i}" for i in range(5)
+    ]

@@ -80,22 +80,24 @@ SCORES = {"acc": 0.25, "acc_stderr": 0.1, "critique_rate": 0.0, "verdict_rate": 
 
 
 def _fake_lighteval(folder: Path, metrics: dict) -> None:
-    path = folder / "results" / "model" / "results_2026-01-01.json"
+    path = folder / "results" / "model" / "results_2026-01-01T00-00-00.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"results": {"custom|cgd_arith|0": metrics, "all": metrics}}))
+    results = {"cgd_arith|0": metrics, "all": metrics}
+    path.write_text(json.dumps({"config_general": {"model_name": "m"}, "results": results}))
 
 
 def test_scores_and_report(tmp_path):
-    _fake_lighteval(tmp_path / "base", SCORES)
-    _fake_lighteval(tmp_path / "cgd", {**SCORES, "acc": 0.5, "critique_rate": 0.1})
-    base = demo.write_scores(tmp_path / "base", tmp_path / "base.json", "base", "m0")
-    cgd = demo.write_scores(tmp_path / "cgd", tmp_path / "cgd.json", "cgd", "m1")
-    assert base["metrics"]["acc"] == 0.25
-    results = demo.write_report([base, cgd], tmp_path / "report")
+    _fake_lighteval(tmp_path / "base" / "lighteval", SCORES)
+    _fake_lighteval(tmp_path / "cgd" / "lighteval", {**SCORES, "acc": 0.5, "critique_rate": 0.1})
+    base = demo.write_scores(tmp_path / "base" / "lighteval", tmp_path / "base" / "scores.json", "base", "m0")
+    cgd = demo.write_scores(tmp_path / "cgd" / "lighteval", tmp_path / "cgd" / "scores.json", "cgd", "m1")
+    assert base["metrics"]["acc"] == 0.25 and "acc_stderr" in base["metrics"]
+    results = demo.write_results([base, cgd], tmp_path)
     assert results["scores"]["cgd"]["acc"] == 0.5
+    assert json.loads((tmp_path / "results.json").read_text()) == results
     md = Path(results["report_md"]).read_text()
-    assert "| cgd | 0.500 | 0.100 | 0.000 | 0.500 | +0.250 |" in md
-    assert Path(results["report_csv"]).read_text().splitlines()[0].startswith("model,acc,critique_rate")
+    assert "| cgd_arith | acc |" in md and "+25.0" in md
+    assert Path(results["report_csv"]).is_file()
     assert Path(results["plot_png"]).read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError):
         demo.read_lighteval_results(tmp_path / "nothing")

@@ -55,9 +55,35 @@ def test_money_question_numbers_are_in_order():
     import random
 
     for i in range(50):
-        text, answer = questions.money(random.Random(i))
+        text, answer, _ = questions.money(random.Random(i))
         n = _numbers(text)
         assert len(n) == 5 and answer == n[4] - (n[0] * n[2] + n[1] * n[3]) and answer > 0
+
+
+_EQUATION = re.compile(r"((?:\$?\d+ [-+−×/] )+\$?\d+) = \$?(\d+)")
+
+
+def _check_steps(solution: str) -> int:
+    """Every ``a op b [op c] = d`` written in the solution holds; returns how many were checked."""
+    checked = 0
+    for left, right in _EQUATION.findall(solution):
+        expr = left.replace("$", "").replace("×", "*").replace("−", "-")
+        assert Fraction(eval(expr)) == int(right), (left, right, solution)  # noqa: S307 - digits and operators only
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_worked_solutions_are_right_and_end_with_the_boxed_answer(seed):
+    rows = questions.generate_splits(num_train=200, num_eval=50, seed=seed)
+    for row in rows["train"] + rows["eval"]:
+        assert row["solution"].endswith(f"The answer is \\boxed{{{row['answer']}}}."), row
+        assert _check_steps(row["solution"]) >= 1, row
+
+
+def test_the_step_checker_catches_a_wrong_step():
+    with pytest.raises(AssertionError):
+        _check_steps("First 14 + 18 = 33. The answer is \\boxed{33}.")
 
 
 def test_splits_are_disjoint_and_deterministic():
@@ -87,5 +113,23 @@ def test_cli_writes_jsonl(tmp_path):
     train = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     evals = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert len(train) == 12 and len(evals) == 5
-    assert set(train[0]) == {"id", "question", "answer", "category"}
+    assert set(train[0]) == {"id", "question", "answer", "solution", "category"}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_eval_split_feeds_the_cgd_arith_lighteval_task(tmp_path, monkeypatch):
+    import importlib
+
+    folder = tmp_path / "arith"
+    questions.write_splits(tmp_path / "q", num_train=4, num_eval=6, seed=0)
+    folder.mkdir()
+    (folder / "test.jsonl").write_text((tmp_path / "q" / "eval.jsonl").read_text())
+    monkeypatch.setenv("CGD_EVAL_ARITH_PATH", str(folder))
+    module = importlib.reload(importlib.import_module("eval_tasks.embedded_tasks"))
+    task = module.cgd_arith
+    assert task.name == "cgd_arith" and task.hf_repo == str(folder.resolve()) and task.evaluation_splits == ["test"]
+    assert "cgd_gsm8k" in {t.name for t in module.TASKS_TABLE}
+    row = json.loads((folder / "test.jsonl").read_text().splitlines()[0])
+    doc = task.prompt_function(row, "cgd_arith")
+    assert row["question"] in doc.query and "\\boxed{}" in doc.query
+    assert doc.get_golds() == [row["answer"]]

@@ -1,0 +1,95 @@
+"""cgd.evaluate: task specs, model args, and the comparison report built from lighteval results JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cgd.evaluate import build_model_args, expand_tasks, lighteval_command, model_label, write_report
+
+
+def _fake_run(root: Path, model: str, results: dict[str, dict[str, float]], n: int = 4) -> Path:
+    """A lighteval-shaped output folder: results/<model>/results_<stamp>.json + details parquet files."""
+    stamp = "2026-01-01T00-00-00.000000"
+    results_dir = root / "results" / model
+    results_dir.mkdir(parents=True)
+    payload = {
+        "config_general": {"model_name": model},
+        "results": {
+            **{task: {**m, **{f"{k}_stderr": 0.01 for k in m}} for task, m in results.items()},
+            "all": {"acc": 0.0},
+        },
+    }
+    (results_dir / f"results_{stamp}.json").write_text(json.dumps(payload))
+    details = root / "details" / model / stamp
+    details.mkdir(parents=True)
+    for task in results:
+        pd.DataFrame({"metric": [{"acc": 1.0}] * n}).to_parquet(details / f"details_{task}_{stamp}.parquet")
+    # An older results file must be ignored in favour of the newest.
+    (results_dir / "results_2025-01-01T00-00-00.000000.json").write_text(json.dumps({"results": {}}))
+    return root
+
+
+def test_expand_tasks():
+    assert expand_tasks("cgd_gsm8k, cgd_math500|0,ifeval") == ["cgd_gsm8k|0", "cgd_math500|0", "ifeval|0"]
+    paper = expand_tasks(["paper_math"])
+    assert paper[0] == "cgd_math500|0" and len(paper) == 5
+    assert expand_tasks(["cgd_gsm8k", "cgd_gsm8k|0"]) == ["cgd_gsm8k|0"]
+
+
+def test_model_args_and_command(tmp_path):
+    args = build_model_args("out/ckpt", device="cpu", batch_size=4, max_new_tokens=256)
+    assert args == "model_name=out/ckpt,device=cpu,batch_size=4,generation_parameters={max_new_tokens:256}"
+    api = build_model_args("smol", backend="litellm", base_url="http://127.0.0.1:8000/v1", temperature=0.6)
+    assert "provider=openai" in api and "base_url=http://127.0.0.1:8000/v1" in api
+    assert api.endswith("generation_parameters={temperature:0.6}")
+    with pytest.raises(ValueError):
+        build_model_args("m", backend="vllm")
+    cmd = lighteval_command(args, ["cgd_gsm8k|0"], tmp_path, max_samples=3)
+    assert cmd[1:4] == ["-m", "cgd.lighteval", "accelerate"]
+    assert "--save-details" in cmd and cmd[-2:] == ["--max-samples", "3"]
+    assert lighteval_command(api, ["x|0"], tmp_path, backend="litellm")[3:5] == ["endpoint", "litellm"]
+    assert model_label("outputs/runs/cgd-llama/") == "cgd-llama"
+
+
+def test_write_report_compares_models(tmp_path):
+    base = _fake_run(
+        tmp_path / "base",
+        "base",
+        {
+            "cgd_gsm8k|0": {"acc": 0.50, "critique_rate": 0.0, "boxed_rate": 0.9},
+            "cgd_math500|0": {"acc": 0.20, "critique_rate": 0.0, "boxed_rate": 0.8},
+        },
+    )
+    cft = _fake_run(
+        tmp_path / "cft",
+        "cft",
+        {
+            "cgd_gsm8k|0": {"acc": 0.45, "critique_rate": 0.30, "boxed_rate": 0.6},
+            "cgd_math500|0": {"acc": 0.25, "critique_rate": 0.10, "boxed_rate": 0.7},
+        },
+    )
+    report = write_report([base, cft], tmp_path / "report", labels=["base", "cft"])
+    for path in (report.markdown, report.csv, report.png):
+        assert path.is_file() and path.stat().st_size > 0
+    assert report.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    frame = report.frame
+    assert list(frame.columns) == ["base", "cft", "Δ cft"]
+    assert frame.loc[("cgd_gsm8k", "acc"), "Δ cft"] == pytest.approx(-0.05)
+    assert frame.loc[("cgd_gsm8k", "critique_rate"), "Δ cft"] == pytest.approx(0.30)
+    assert frame.loc[("cgd_math500", "acc"), "cft"] == pytest.approx(0.25)
+
+    csv = pd.read_csv(report.csv)
+    assert {"task", "metric", "base", "cft", "Δ cft"} <= set(csv.columns)
+    md = report.markdown.read_text()
+    assert "| cgd_gsm8k | acc | 4 | 50.0 | 45.0 | -5.0 |" in md
+    assert "| cgd_gsm8k | critique_rate | 4 | 0.0 | 30.0 | +30.0 |" in md
+
+
+def test_write_report_needs_results(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_report([tmp_path], tmp_path / "out")
