@@ -131,17 +131,29 @@ class Phase:
 
 
 class State:
-    """``<workdir>/state.json``: per phase, the fingerprint it was built with and how long it took."""
+    """``<workdir>/state.json``: per phase, the fingerprint it was started/finished with and how long it took.
+
+    A phase is marked ``running`` (with its fingerprint) before it starts, so a rerun after a kill can tell
+    an unfinished run with the same inputs (resume it) from one with other inputs (clean it first).
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.data: dict = json.loads(path.read_text()) if path.is_file() else {}
 
     def done(self, phase: Phase) -> bool:
-        return self.data.get(phase.name, {}).get("key") == phase.key and phase.artifact_ok()
+        entry = self.data.get(phase.name, {})
+        return entry.get("key") == phase.key and entry.get("status", "done") == "done" and phase.artifact_ok()
+
+    def start(self, phase: Phase) -> None:
+        self._write(phase.name, {"key": phase.key, "status": "running", "artifact": str(phase.artifact)})
 
     def record(self, phase: Phase, seconds: float) -> None:
-        self.data[phase.name] = {"key": phase.key, "seconds": round(seconds, 1), "artifact": str(phase.artifact)}
+        entry = {"key": phase.key, "status": "done", "seconds": round(seconds, 1), "artifact": str(phase.artifact)}
+        self._write(phase.name, entry)
+
+    def _write(self, name: str, entry: dict) -> None:
+        self.data[name] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2) + "\n")
@@ -158,9 +170,10 @@ def run_phases(phases: list[Phase], state: State) -> list[dict]:
             rows.append({"phase": phase.name, "seconds": 0.0, "status": "reused", "artifact": str(phase.artifact)})
             continue
         previous = state.data.get(phase.name, {}).get("key")
-        if previous is not None and previous != phase.key:  # inputs changed: start this phase afresh
+        if previous != phase.key:  # new inputs (or no record): leftovers of another run must not be resumed
             for path in phase.clean:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        state.start(phase)
         t0 = time.perf_counter()
         phase.run()
         seconds = time.perf_counter() - t0

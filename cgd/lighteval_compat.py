@@ -23,7 +23,11 @@ What lighteval 0.13.0 does that bites here, and what this module does about it:
    backend (1.110.2 here: ``AttributeError: DISK``). :func:`tolerate_litellm_without_disk_cache`
    imports that module with ``DISK`` mapped to litellm's in-memory cache. When offline it also sets
    ``LITELLM_LOCAL_MODEL_COST_MAP=True`` so importing litellm does not retry a GitHub download.
-5. **huggingface_hub 2.x / xxhash 4.x.** Not shimmed: pinned in setup.cfg (``huggingface_hub<2``:
+5. **empty stop lists.** lighteval's litellm backend sends ``stop: []`` when a task has no stop
+   sequence; ``transformers serve`` answers that with HTTP 500 (vllm accepts it), and lighteval then
+   retries with backoff for minutes and scores an empty answer. :func:`send_no_empty_stop_lists`
+   makes it send no ``stop`` field instead.
+6. **huggingface_hub 2.x / xxhash 4.x.** Not shimmed: pinned in setup.cfg (``huggingface_hub<2``:
    ``mt_bench``'s judge metric calls ``HfApi.list_models(model_name=...)`` while the registry imports it;
    ``xxhash<4``: ``info_loggers`` hashes ``str``). :func:`check_versions` warns when they are violated.
 
@@ -130,6 +134,25 @@ def tolerate_litellm_without_disk_cache() -> None:
     logger.info("cgd.lighteval_compat: litellm has no disk cache; lighteval's litellm backend uses the in-memory one")
 
 
+def send_no_empty_stop_lists() -> None:
+    """Make lighteval's litellm client omit ``stop`` rather than send an empty list. Idempotent."""
+    if _state.get("stop_lists"):
+        return
+    try:
+        from lighteval.models.endpoints.litellm_model import LiteLLMClient
+    except ImportError:  # litellm missing: that backend is unavailable anyway
+        return
+    original = LiteLLMClient._prepare_stop_sequence
+
+    @functools.wraps(original)
+    def _prepare_stop_sequence(self: Any, stop_sequence: Any) -> Any:
+        prepared = original(self, stop_sequence)
+        return prepared if prepared else None
+
+    LiteLLMClient._prepare_stop_sequence = _prepare_stop_sequence
+    _state["stop_lists"] = True
+
+
 def _thread_aware_timeout(original: Callable[..., Callable]) -> Callable[..., Callable]:
     @functools.wraps(original)
     def timeout(timeout_seconds: int = 10) -> Callable[[Callable], Callable]:
@@ -186,12 +209,13 @@ def check_versions() -> list[str]:
 
 
 def apply() -> None:
-    """Apply every shim (idempotent): version check, tinyBenchmarks download, litellm disk cache,
-    thread-safe timeouts."""
+    """Apply every shim (idempotent): version check, tinyBenchmarks download, litellm disk cache and
+    empty stop lists, thread-safe timeouts."""
     if _state.get("applied"):
         return
     check_versions()
     avoid_tinybenchmarks_download()
     tolerate_litellm_without_disk_cache()
+    send_no_empty_stop_lists()
     install_thread_safe_timeouts()
     _state["applied"] = True

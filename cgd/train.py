@@ -34,7 +34,7 @@ logger = logging.getLogger("cgd.train")
 
 
 class RecipeError(ValueError):
-    """A recipe or command line names a key that no argument dataclass has."""
+    """A recipe or command line that cannot run: an unknown key, a bad value, or a missing required key."""
 
 
 class CGDParser(TrlParser):

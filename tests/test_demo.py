@@ -44,7 +44,36 @@ def test_a_phase_without_its_artifact_fails(tmp_path):
     phase = demo.Phase("x", "x", "k", tmp_path / "never", lambda: False, lambda: None)
     with pytest.raises(RuntimeError, match="artifact is missing"):
         demo.run_phases([phase], demo.State(tmp_path / "state.json"))
-    assert not (tmp_path / "state.json").exists()
+    assert demo.State(tmp_path / "state.json").data["x"]["status"] == "running"
+
+
+def test_an_unfinished_phase_resumes_with_the_same_inputs_and_restarts_with_new_ones(tmp_path):
+    work = tmp_path / "work"
+    state_path = tmp_path / "state.json"
+    seen: list[bool] = []
+
+    def killed() -> None:
+        work.mkdir(exist_ok=True)
+        (work / "partial").write_text("half")
+        raise KeyboardInterrupt  # the process dies half-way
+
+    def finish() -> None:
+        seen.append((work / "partial").exists())  # does the rerun find the partial work?
+        work.mkdir(exist_ok=True)
+        (work / "done").write_text("ok")
+
+    def phase(key: str, run) -> demo.Phase:
+        return demo.Phase("p", "p", key, work / "done", (work / "done").is_file, run, clean=[work])
+
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_phases([phase("k1", killed)], demo.State(state_path))
+    demo.run_phases([phase("k1", finish)], demo.State(state_path))
+    assert seen == [True], "same inputs: the partial work is resumed, not wiped"
+
+    (work / "done").unlink()
+    (work / "partial").write_text("half")
+    demo.run_phases([phase("k2", finish)], demo.State(state_path))
+    assert seen == [True, False], "new inputs: leftovers are cleaned first"
 
 
 def test_run_logged_streams_to_a_log_and_raises_on_failure(tmp_path, capfd):

@@ -132,6 +132,9 @@ def test_litellm_endpoint_against_transformers_serve(tiny_checkpoint, eval_data,
         details = list((tmp_path / "eval" / "runs").rglob("details_cgd_gsm8k*.parquet"))
         responses = pd.read_parquet(details[0])["model_response"]
         assert len(responses) == 2 and all(len(r["text"]) == 1 for r in responses)
+        log = (tmp_path / "eval" / "runs" / "tiny-served.log").read_text()
+        assert "InternalServerError" not in log and "BadRequestError" not in log
+        assert report.runs[0].wall_seconds < 240  # no minutes of retry backoff
     finally:
         server.terminate()
         server.wait(timeout=30)

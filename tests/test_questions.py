@@ -127,7 +127,9 @@ def test_eval_split_feeds_the_cgd_arith_lighteval_task(tmp_path, monkeypatch):
     monkeypatch.setenv("CGD_EVAL_ARITH_PATH", str(folder))
     module = importlib.reload(importlib.import_module("eval_tasks.embedded_tasks"))
     task = module.cgd_arith
-    assert task.name == "cgd_arith" and task.hf_repo == str(folder.resolve()) and task.evaluation_splits == ["test"]
+    assert (
+        task.name == "cgd_arith" and task.hf_repo == str(folder.resolve()) and list(task.evaluation_splits) == ["test"]
+    )
     assert "cgd_gsm8k" in {t.name for t in module.TASKS_TABLE}
     row = json.loads((folder / "test.jsonl").read_text().splitlines()[0])
     doc = task.prompt_function(row, "cgd_arith")

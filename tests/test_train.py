@@ -200,7 +200,7 @@ def test_trained_student_generates_from_the_question_alone_and_stops(resumed_run
 def test_two_cpu_processes_train(tmp_path, eot_checkpoint, triplets_jsonl):
     """DDP over gloo: `--multi_gpu` picks accelerate's torchrun launcher, `use_cpu` in cpu.yaml keeps it on CPU."""
     output_dir = tmp_path / "ddp"
-    proc = run(
+    run(
         [
             sys.executable,
             "-m",
@@ -216,7 +216,6 @@ def test_two_cpu_processes_train(tmp_path, eot_checkpoint, triplets_jsonl):
         ],
         timeout=400,
     )
-    assert "[rank1]" in proc.stderr or "rank1" in proc.stdout + proc.stderr
     state = json.loads((output_dir / "trainer_state.json").read_text())
     # 32 rows, 8 per process per step: 2 processes take 16 rows a step, so 2 steps are a full epoch (one process
     # would be at half an epoch).
