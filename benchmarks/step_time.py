@@ -101,6 +101,16 @@ def common_args(args: argparse.Namespace, output_dir: str) -> dict:
     )
 
 
+def trl_args(args: argparse.Namespace, output_dir: str) -> dict:
+    """Plain TRL on the pre-tokenized rows: labels from ``completion_mask``. The rows are already within
+    ``max_length`` (the CGD encoder truncated them), and TRL refuses ``padding_free`` with a ``max_length`` it
+    would not enforce, so padding-free runs pass ``max_length=None``."""
+    kwargs = common_args(args, output_dir)
+    if args.padding_free:
+        kwargs["max_length"] = None
+    return {**kwargs, "completion_only_loss": True}
+
+
 def build_model(tokenizer, args: argparse.Namespace):
     return make_tiny_model(
         tokenizer,
@@ -131,7 +141,7 @@ def run_cgd(rows: list[dict], tokenizer, args: argparse.Namespace, tmp: str) -> 
 
 
 def run_trl(encoded: datasets.Dataset, tokenizer, args: argparse.Namespace, tmp: str) -> tuple[StepTimer, list[float]]:
-    config = SFTConfig(**common_args(args, os.path.join(tmp, "trl")), completion_only_loss=True)
+    config = SFTConfig(**trl_args(args, os.path.join(tmp, "trl")))
     timer = StepTimer()
     trainer = SFTTrainer(
         model=build_model(tokenizer, args),
@@ -176,7 +186,7 @@ def check_identical_tokens(rows, trl_rows, tokenizer, args, tmp) -> None:
     )
     trl = SFTTrainer(
         model=build_model(tokenizer, args),
-        args=SFTConfig(**{**common_args(args, os.path.join(tmp, "chk")), "max_steps": 1}, completion_only_loss=True),
+        args=SFTConfig(**{**trl_args(args, os.path.join(tmp, "chk")), "max_steps": 1}),
         train_dataset=trl_rows,
         processing_class=tokenizer,
     )
