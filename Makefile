@@ -45,3 +45,12 @@ demo: $(STAMP)
 
 study: $(STAMP)
 	$(PY) -m cgd.demo --study $(DEMO_ARGS)
+
+# Score checkpoints with lighteval and write the comparison report (cgd/evaluate.py, docs/evaluation.md), e.g.
+#   make evaluate MODEL="outputs/base outputs/cgd" TASKS=cgd_gsm8k,cgd_math500 EVAL_ARGS="--data-dir ../shared/data/eval --first-n 50 --device cpu"
+MODEL ?= cache/models/SmolLM2-135M-Instruct
+TASKS ?= paper_math
+EVAL_OUT ?= outputs/eval
+.PHONY: evaluate
+evaluate: $(STAMP)
+	$(PY) -m cgd.evaluate run --models $(MODEL) --tasks $(TASKS) --output-dir $(EVAL_OUT) $(EVAL_ARGS)

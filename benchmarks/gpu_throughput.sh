@@ -27,7 +27,14 @@ fi
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
-  python3 -c "import importlib.metadata as m; print({p: m.version(p) for p in ('torch','transformers','trl','datasets','accelerate','pyarrow','liger_kernel')})" 2>&1
+  python3 - <<'PY' 2>&1
+import importlib.metadata as m
+for p in ("torch", "transformers", "trl", "datasets", "accelerate", "pyarrow", "liger_kernel", "flash_attn"):
+    try:
+        print(p, m.version(p))
+    except m.PackageNotFoundError:
+        print(p, "not installed")
+PY
 } | tee "$OUT/env.txt"
 
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then

@@ -21,8 +21,11 @@ Examples::
     # H100: Llama-3.2-1B shape, TRL defaults vs the CGD recipe set-ups (see benchmarks/gpu_throughput.sh)
     python benchmarks/train_throughput.py --model_size 1.2b --num_rows 2000 --steps 40 --warmup_steps 10 \\
         --setups trl_defaults,cgd_defaults,cgd_recipe,cgd_recipe_padfree
-    # Collation rows/s vs training rows/s (135M shape on CPU)
-    python benchmarks/train_throughput.py --model_size 135m --collator_bench --steps 3 --warmup_steps 1
+    # Collation rows/s, padding by batch size and the bf16-update check, no training (CPU, a minute)
+    python benchmarks/train_throughput.py --model_size 1.2b --setups none --collator_bench --bf16_update_check
+    # What each option buys on CPU (docs/benchmarks.md has the exact commands and tables)
+    python benchmarks/train_throughput.py --model_size small --repeats 3 \
+        --setups trl_defaults,cgd_defaults,cgd_grouped,cgd_padfree_sdpa,cgd_padfree,cgd_recipe,cgd_recipe_padfree
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -160,6 +161,12 @@ class State:
         tmp.replace(self.path)
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children: a load-independent cost measure."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_phases(phases: list[Phase], state: State) -> list[dict]:
     """Run the phases in order, skipping finished ones; returns one timing row per phase."""
     rows = []
@@ -167,22 +174,29 @@ def run_phases(phases: list[Phase], state: State) -> list[dict]:
         console.rule(f"[bold][{i}/{len(phases)}] {phase.title}")
         if state.done(phase):
             console.print(f"[green]✓ reused[/green] {phase.artifact}")
-            rows.append({"phase": phase.name, "seconds": 0.0, "status": "reused", "artifact": str(phase.artifact)})
+            reused = {"phase": phase.name, "seconds": 0.0, "cpu_seconds": 0.0, "status": "reused"}
+            rows.append({**reused, "artifact": str(phase.artifact)})
             continue
         previous = state.data.get(phase.name, {}).get("key")
         if previous != phase.key:  # new inputs (or no record): leftovers of another run must not be resumed
             for path in phase.clean:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         state.start(phase)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         phase.run()
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         if not phase.artifact_ok():
             raise RuntimeError(f"Phase {phase.name!r} finished but its artifact is missing: {phase.artifact}")
         state.record(phase, seconds)
-        console.print(f"[green]✓ {phase.name}[/green] in {seconds:.1f}s → {phase.artifact}")
+        console.print(f"[green]✓ {phase.name}[/green] in {seconds:.1f}s (CPU {cpu:.1f}s) → {phase.artifact}")
         rows.append(
-            {"phase": phase.name, "seconds": round(seconds, 1), "status": "ran", "artifact": str(phase.artifact)}
+            {
+                "phase": phase.name,
+                "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu, 1),
+                "status": "ran",
+                "artifact": str(phase.artifact),
+            }
         )
     return rows
 
@@ -338,7 +352,11 @@ class Demo:
             str(path), "accelerate", cfg.eval_max_new_tokens, cfg.eval_batch_size, device, "float32", temperature=0.0
         )
         cmd = lighteval_command(model_args, [EVAL_TASK], out / "lighteval", custom_tasks=CUSTOM_TASKS)
-        env = {"CGD_EVAL_ARITH_PATH": str(self.eval_data_dir / "arith")}
+        env = {
+            "CGD_EVAL_ARITH_PATH": str(self.eval_data_dir / "arith"),
+            # lighteval 0.13 generates the task's generation_size tokens whatever max_new_tokens says.
+            "CGD_EVAL_ARITH_MAX_NEW_TOKENS": str(cfg.eval_max_new_tokens),
+        }
 
         def run() -> None:
             shutil.rmtree(out / "lighteval", ignore_errors=True)
@@ -416,11 +434,13 @@ def write_results(scores: list[dict], out_dir: Path) -> dict:
 
 def print_summary(demo: Demo, timings: list[dict], total: float) -> None:
     table = Table(title="Phases", show_lines=False)
-    for col in ("phase", "status", "seconds", "artifact"):
-        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for col in ("phase", "status", "wall s", "CPU s", "artifact"):
+        table.add_column(col, justify="right" if col.endswith(" s") else "left")
     for row in timings:
-        table.add_row(row["phase"], row["status"], f"{row['seconds']:.1f}", row["artifact"])
-    table.add_row("total", "", f"{total:.1f}", "")
+        table.add_row(
+            row["phase"], row["status"], f"{row['seconds']:.1f}", f"{row['cpu_seconds']:.1f}", row["artifact"]
+        )
+    table.add_row("total", "", f"{total:.1f}", f"{sum(r['cpu_seconds'] for r in timings):.1f}", "")
     console.print(table)
     results_path = demo.eval_dir / "results.json"
     if results_path.is_file():

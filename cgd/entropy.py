@@ -310,7 +310,7 @@ def summarize(
     ``records`` are per-(row, condition) with ``row``, ``verdict``, ``condition``, ``num_tokens``,
     ``entropy``, ``nll``. A row's value is its token mean; a condition's value is the mean over rows;
     intervals are 95% percentile bootstraps over rows (the same resamples for every condition, so the
-    differences are paired).
+    differences are paired). ``*_token_mean`` is the token-weighted mean (no interval).
     """
     import numpy as np
 
@@ -346,6 +346,9 @@ def summarize(
                 out.update(
                     {f"{m}_mean": float(vals.mean()) if n else math.nan, f"{m}_ci_low": low, f"{m}_ci_high": high}
                 )
+            for m in METRICS:  # token-weighted, comparable with a trainer's loss on the same rows
+                total = sum(by_row[r][c.name][m] * by_row[r][c.name]["num_tokens"] for r in members)
+                out[f"{m}_token_mean"] = total / out["tokens"] if out["tokens"] else math.nan
             summary.append(out)
         for a, b in PAIRS:
             for m in METRICS:

@@ -62,12 +62,17 @@ def _suites() -> dict[str, list[str]]:
 
 
 def expand_tasks(tasks: str | Sequence[str]) -> list[str]:
-    """Normalise a task list to lighteval specs: suite names expand (``paper_math``), ``|0`` is added
-    when no few-shot count is given, duplicates are dropped. Accepts a comma-separated string too."""
+    """Normalise a task list to lighteval specs: suite names (``paper_math``) and task-list files
+    (``recipes/eval/paper_math.txt``) expand, ``|0`` is added when no few-shot count is given, duplicates
+    are dropped. Accepts a comma-separated string too."""
     items = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t and t.strip()]
     suites: dict[str, list[str]] | None = None
     out: list[str] = []
     for item in items:
+        if item.endswith(".txt") and Path(item).is_file():  # a lighteval task-list file (recipes/eval/*.txt)
+            lines = [line.strip() for line in Path(item).read_text().splitlines()]
+            out.extend(expand_tasks([line for line in lines if line and not line.startswith("#")]))
+            continue
         if "|" not in item and "@" not in item and not item.startswith("cgd_") and item != "ifeval":
             suites = suites if suites is not None else _suites()
             if item in suites:
@@ -119,13 +124,23 @@ def build_model_args(
     base_url: str | None = None,
     temperature: float | None = None,
     extra: str | None = None,
+    cache_dir: str | Path | None = "fresh",
 ) -> str:
     """lighteval's comma-separated model args for one model.
 
     ``accelerate``: ``model_name=<path or id>,device=...,batch_size=...``. ``litellm``:
     ``model_name=openai/<model as the server names it>``, ``provider=openai``, ``base_url`` and a
     placeholder API key unless ``OPENAI_API_KEY`` is set.
+
+    ``cache_dir``: lighteval caches generations under ``~/.cache/huggingface/lighteval/<model_name>/<hash of
+    the model args>`` -- keyed by the *path*, not the weights, so a checkpoint retrained in place (or a
+    server now serving another model) would be scored from stale generations. The default ``"fresh"``
+    gives every call its own empty cache folder under the system temp dir; ``None`` keeps lighteval's.
     """
+    if cache_dir == "fresh":
+        import tempfile
+
+        cache_dir = tempfile.mkdtemp(prefix="cgd-lighteval-cache-")
     if backend == "litellm" and not model.startswith("openai/"):
         model = f"openai/{model}"  # litellm routes "openai/<name>" to the OpenAI-compatible base_url
     parts = [f"model_name={model}"]
@@ -150,6 +165,8 @@ def build_model_args(
         gen.append(f"temperature:{temperature}")
     if gen:
         parts.append("generation_parameters={" + ",".join(gen) + "}")
+    if cache_dir is not None:
+        parts.append(f"cache_dir={cache_dir}")
     if extra:
         parts.append(extra)
     return ",".join(parts)
@@ -446,14 +463,28 @@ def write_report(
 
 
 def builtin_math500_agreement(details: str | Path | Sequence[str | Path]) -> dict[str, Any]:
-    """Rescore saved MATH-500 generations with lighteval's built-in ``math_500`` metric and with cgd's.
-
-    The built-in task's metric is ``Metrics.pass_at_k_math(k=1, n=1)`` with the gold built by its own
-    prompt function from a ``solution`` column; the local files carry only ``answer``, so the solution
-    is given as ``\\boxed{answer}`` (MATH solutions end that way). Returns counts and the disagreeing
-    samples.
-    """
+    """Rescore saved MATH-500 generations (lighteval details parquet files of ``cgd_math500``) with
+    lighteval's built-in ``math_500`` metric and with cgd's; see :func:`math500_agreement`."""
     import pandas as pd
+
+    paths = [details] if isinstance(details, str | Path) else list(details)
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    pairs = []
+    for _, row in frame.iterrows():
+        doc, response = row["doc"], row["model_response"]
+        gold = str(doc["specific"]["answer"]) if doc.get("specific") else str(doc["choices"][0])
+        pairs.append((str(list(response["text"])[0]) if len(response["text"]) else "", gold))
+    return math500_agreement(pairs)
+
+
+def math500_agreement(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Score (generation, gold answer) pairs with lighteval's built-in ``math_500`` metric and with cgd's.
+
+    The built-in task scores with ``Metrics.pass_at_k_math(k=1, n=1)`` against the gold its prompt
+    function builds from a ``solution`` column (``"ANSWER: <solution>"``); the local files carry only
+    ``answer``, so the solution is given as ``\\boxed{answer}`` (MATH solutions end that way). Returns
+    counts and the disagreeing samples.
+    """
     from lighteval.metrics.metrics import Metrics
     from lighteval.models.model_output import ModelResponse
     from lighteval.tasks.tasks.math_500 import math_500_prompt
@@ -462,16 +493,11 @@ def builtin_math500_agreement(details: str | Path | Sequence[str | Path]) -> dic
     from cgd.lighteval_compat import apply
 
     apply()
-    paths = [details] if isinstance(details, str | Path) else list(details)
-    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
     builtin = Metrics.pass_at_k_math(sample_params={"k": 1, "n": 1})
     both = ours_only = builtin_only = neither = 0
     disagreements = []
-    for _, row in frame.iterrows():
-        doc, response = row["doc"], row["model_response"]
-        gold = str(doc["specific"]["answer"]) if doc.get("specific") else str(doc["choices"][0])
-        text = str(list(response["text"])[0]) if len(response["text"]) else ""
-        bdoc = math_500_prompt({"problem": doc["query"], "solution": f"\\boxed{{{gold}}}"}, "math_500")
+    for text, gold in pairs:
+        bdoc = math_500_prompt({"problem": "", "solution": f"\\boxed{{{gold}}}"}, "math_500")
         b = float(builtin.sample_level_fn.compute(doc=bdoc, model_response=ModelResponse(text=[text]))) >= 1.0
         o = answers_match(text, gold)
         both += b and o
@@ -480,9 +506,8 @@ def builtin_math500_agreement(details: str | Path | Sequence[str | Path]) -> dic
         neither += not (b or o)
         if b != o:
             disagreements.append({"gold": gold, "ours": o, "builtin": b, "tail": text[-300:]})
-    total = both + ours_only + builtin_only + neither
     return {
-        "n": total,
+        "n": both + ours_only + builtin_only + neither,
         "ours_correct": both + ours_only,
         "builtin_correct": both + builtin_only,
         "agree": both + neither,

@@ -27,7 +27,13 @@ What lighteval 0.13.0 does that bites here, and what this module does about it:
    sequence; ``transformers serve`` answers that with HTTP 500 (vllm accepts it), and lighteval then
    retries with backoff for minutes and scores an empty answer. :func:`send_no_empty_stop_lists`
    makes it send no ``stop`` field instead.
-6. **huggingface_hub 2.x / xxhash 4.x.** Not shimmed: pinned in setup.cfg (``huggingface_hub<2``:
+6. **max_new_tokens ignored by the transformers backend.** With the default (padded, not continuous)
+   batching, ``TransformersModel._padded_greedy_until`` passes each task's ``generation_size`` to
+   ``generate`` and the ``generation_parameters={max_new_tokens:N}`` of the model args only sizes the
+   batch: a "max_new_tokens:16" run of ``cgd_math500`` generated 4080 tokens per sample.
+   :func:`honour_max_new_tokens` caps each batch at the configured ``max_new_tokens`` (the behaviour the
+   continuous-batching path and the endpoint backends already have).
+7. **huggingface_hub 2.x / xxhash 4.x.** Not shimmed: pinned in setup.cfg (``huggingface_hub<2``:
    ``mt_bench``'s judge metric calls ``HfApi.list_models(model_name=...)`` while the registry imports it;
    ``xxhash<4``: ``info_loggers`` hashes ``str``). :func:`check_versions` warns when they are violated.
 
@@ -153,6 +159,30 @@ def send_no_empty_stop_lists() -> None:
     _state["stop_lists"] = True
 
 
+def honour_max_new_tokens() -> None:
+    """Cap lighteval's padded transformers generation at the model config's ``max_new_tokens``. Idempotent."""
+    if _state.get("max_new_tokens"):
+        return
+    from lighteval.models.transformers.transformers_model import TransformersModel
+
+    original = TransformersModel._generate_padded
+
+    @functools.wraps(original)
+    def _generate_padded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        cap = (getattr(self, "generation_config_dict", None) or {}).get("max_new_tokens")
+        if cap is not None:
+            if "max_new_tokens" in kwargs:
+                requested = kwargs["max_new_tokens"]
+                kwargs["max_new_tokens"] = cap if requested is None else min(requested, cap)
+            elif len(args) >= 2:
+                requested = args[1]
+                args = (args[0], cap if requested is None else min(requested, cap), *args[2:])
+        return original(self, *args, **kwargs)
+
+    TransformersModel._generate_padded = _generate_padded
+    _state["max_new_tokens"] = True
+
+
 def _thread_aware_timeout(original: Callable[..., Callable]) -> Callable[..., Callable]:
     @functools.wraps(original)
     def timeout(timeout_seconds: int = 10) -> Callable[[Callable], Callable]:
@@ -210,12 +240,13 @@ def check_versions() -> list[str]:
 
 def apply() -> None:
     """Apply every shim (idempotent): version check, tinyBenchmarks download, litellm disk cache and
-    empty stop lists, thread-safe timeouts."""
+    empty stop lists, max_new_tokens in the transformers backend, thread-safe timeouts."""
     if _state.get("applied"):
         return
     check_versions()
     avoid_tinybenchmarks_download()
     tolerate_litellm_without_disk_cache()
     send_no_empty_stop_lists()
+    honour_max_new_tokens()
     install_thread_safe_timeouts()
     _state["applied"] = True

@@ -5,6 +5,7 @@ answer checking and format-drift metrics as ``cgd_gsm8k`` (integer answers, fina
 The data is local only (it is generated, not on the Hub): point the task at a folder holding
 ``test.jsonl`` (fields ``question``, ``answer``) with ``CGD_EVAL_ARITH_PATH=DIR`` or
 ``CGD_EVAL_DATA_DIR=ROOT`` (then ``ROOT/arith/test.jsonl``). ``python -m cgd.demo`` writes it there.
+``CGD_EVAL_ARITH_MAX_NEW_TOKENS`` (default 256) sets the generation length.
 
 This file re-exports ``eval_tasks/cgd_tasks.py``'s table, so one ``--custom-tasks`` path serves both:
 
@@ -14,6 +15,7 @@ This file re-exports ``eval_tasks/cgd_tasks.py``'s table, so one ``--custom-task
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +30,9 @@ from eval_tasks.cgd_tasks import TASKS_TABLE as _CGD_TASKS  # noqa: E402
 #: Where the demo writes the held-out split when nothing else is set (read only if it exists).
 DEFAULT_ARITH_DIR = _ROOT / "outputs" / "demo" / "eval_data" / "arith"
 #: New tokens per answer: the problems need a few short steps; this bounds a rambling 135M model on CPU.
-ARITH_GENERATION_SIZE = 384
+#: lighteval 0.13's transformers backend generates each task's ``generation_size`` tokens at most and does
+#: not let ``generation_parameters={max_new_tokens:N}`` change it, hence the environment override.
+ARITH_GENERATION_SIZE = int(os.environ.get("CGD_EVAL_ARITH_MAX_NEW_TOKENS", "256"))
 
 cgd_arith = make_task(
     "arith", gsm8k_prompt, Source(str(DEFAULT_ARITH_DIR), None, "test"), _MATH, ARITH_GENERATION_SIZE

@@ -67,6 +67,8 @@ def test_benchmark_runs_on_cpu_and_paths_agree(bench, capsys, tmp_path):
     assert "| CGDCollator padded (pre-encoded rows) |" in printed
     assert (tmp_path / "table.md").read_text().startswith("| set-up |")
 
+    attn = {s["name"]: s["attn"] for s in out["setups"]}
+    assert attn["cgd_padfree"] == "cgd_varlen", out["notes"]  # no silent fallback to sdpa
     runs = {name: out["results"][name][0] for name in setups}
     assert all(r["error"] is None for r in runs.values()), runs
     ref = runs["trl_defaults"]

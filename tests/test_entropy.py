@@ -180,7 +180,7 @@ def test_batched_equals_unbatched(peaky_model, tiny_tokenizer, triplet_rows):
 
 def _records(values: dict[str, list[float]], verdicts: list[str]) -> list[dict]:
     return [
-        {"row": i, "verdict": verdicts[i], "condition": c, "num_tokens": 3, "entropy": v, "nll": 2 * v}
+        {"row": i, "verdict": verdicts[i], "condition": c, "num_tokens": 1 + i % 3, "entropy": v, "nll": 2 * v}
         for c, vs in values.items()
         for i, v in enumerate(vs)
     ]
@@ -203,12 +203,14 @@ def test_summarize_means_paired_differences_and_groups():
     assert {s["group"] for s in summary} == {"all", "right", "wrong"}
     by = {(s["group"], s["condition"]): s for s in summary}
     assert by[("all", "question")]["rows"] == 40 and by[("right", "question")]["rows"] == 10
-    assert by[("wrong", "question")]["tokens"] == 90
+    assert by[("wrong", "question")]["tokens"] == sum(1 + i % 3 for i in range(40) if verdicts[i] == "wrong")
+    weights = np.array([1 + i % 3 for i in range(40)])
     for c, vs in values.items():
         s = by[("all", c)]
         assert s["entropy_mean"] == pytest.approx(np.mean(vs))
         assert s["nll_mean"] == pytest.approx(2 * np.mean(vs))
         assert s["entropy_ci_low"] < s["entropy_mean"] < s["entropy_ci_high"]
+        assert s["nll_token_mean"] == pytest.approx(2 * np.average(vs, weights=weights))
     d = {(x["group"], x["metric"], x["a"], x["b"]): x for x in diffs}
     assert len(diffs) == 3 * 2 * len(PAIRS)
     crit = d[("all", "entropy", "question_initial_critique", "question_initial")]

@@ -38,13 +38,40 @@ def test_expand_tasks():
     paper = expand_tasks(["paper_math"])
     assert paper[0] == "cgd_math500|0" and len(paper) == 5
     assert expand_tasks(["cgd_gsm8k", "cgd_gsm8k|0"]) == ["cgd_gsm8k|0"]
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "eval" / "paper_math.txt"
+    assert expand_tasks([str(recipe)]) == paper
+
+
+@pytest.mark.parametrize("name", ["llama31_8b", "qwen25_math_7b", "llama31_8b_sampled", "smollm2_cpu"])
+def test_eval_recipes_parse_as_lighteval_model_configs(name):
+    import yaml
+    from lighteval.models.transformers.transformers_model import TransformersModelConfig
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "eval" / f"{name}.yaml"
+    config = TransformersModelConfig(**yaml.safe_load(path.read_text())["model_parameters"])
+    assert config.generation_parameters.max_new_tokens
+
+
+def test_vllm_serve_recipe_parses():
+    from cgd.lighteval_compat import apply
+
+    apply()
+    from lighteval.models.endpoints.litellm_model import LiteLLMModelConfig
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "eval" / "vllm_serve.yaml"
+    config = LiteLLMModelConfig.from_path(str(path))
+    assert config.model_name.startswith("openai/") and config.base_url.endswith("/v1")
 
 
 def test_model_args_and_command(tmp_path):
-    args = build_model_args("out/ckpt", device="cpu", batch_size=4, max_new_tokens=256)
+    args = build_model_args("out/ckpt", device="cpu", batch_size=4, max_new_tokens=256, cache_dir=None)
     assert args == "model_name=out/ckpt,device=cpu,batch_size=4,generation_parameters={max_new_tokens:256}"
-    api = build_model_args("smol", backend="litellm", base_url="http://127.0.0.1:8000/v1", temperature=0.6)
-    assert "provider=openai" in api and "base_url=http://127.0.0.1:8000/v1" in api
+    fresh = [build_model_args("out/ckpt").rsplit("cache_dir=", 1)[1] for _ in range(2)]
+    assert fresh[0] != fresh[1] and all(Path(d).is_dir() for d in fresh)  # never reuse stale generations
+    api = build_model_args(
+        "smol", backend="litellm", base_url="http://127.0.0.1:8000/v1", temperature=0.6, cache_dir=None
+    )
+    assert api.startswith("model_name=openai/smol,provider=openai,base_url=http://127.0.0.1:8000/v1")
     assert api.endswith("generation_parameters={temperature:0.6}")
     with pytest.raises(ValueError):
         build_model_args("m", backend="vllm")
@@ -93,3 +120,18 @@ def test_write_report_compares_models(tmp_path):
 def test_write_report_needs_results(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_report([tmp_path], tmp_path / "out")
+
+
+def test_math500_agreement_with_builtin_metric():
+    from cgd.evaluate import math500_agreement
+
+    pairs = [
+        ("So the answer is \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
+        ("Thus \\boxed{0.5}", "\\frac{1}{2}"),
+        ("Thus \\boxed{7}", "\\frac{1}{2}"),
+        ("The answer is \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ]
+    result = math500_agreement(pairs)
+    assert result["n"] == 4
+    assert result["ours_correct"] == 3 and result["builtin_correct"] == 3
+    assert result["agree"] == 4 and not result["disagreements"]

@@ -84,6 +84,9 @@ def test_accelerate_run_writes_report(tiny_checkpoint, eval_data, tmp_path):
     assert "| cgd_gsm8k | acc | 2 |" in md  # two rows evaluated, counted from the saved details
     details = list((tmp_path / "eval" / "runs" / "tiny").rglob("details_cgd_math500*.parquet"))
     assert len(details) == 1 and len(pd.read_parquet(details[0])) == 2
+    # max_new_tokens caps generation (lighteval 0.13's padded path alone would use the task's 4096)
+    lengths = [len(r["output_tokens"][0]) for r in pd.read_parquet(details[0])["model_response"]]
+    assert max(lengths) <= 4
     manifest = json.loads((tmp_path / "eval" / "runs.json").read_text())
     assert manifest["tasks"] == ["cgd_gsm8k|0", "cgd_math500|0", "cgd_ifeval|0"]
 
