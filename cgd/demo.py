@@ -60,14 +60,14 @@ class DemoConfig:
     workdir: str = "outputs/demo"
     cache_dir: str = "cache/models"
     model: str | None = None  # a checkpoint path or Hub id; default: the embedded SmolLM2 conversion
-    num_train: int = 32
-    num_eval: int = 30
+    num_train: int = 16
+    num_eval: int = 20
     seed: int = 0
     builder_config: str = "recipes/builders/smollm2_demo.yaml"
     accelerate_config: str = "recipes/accelerate_configs/cpu.yaml"
     recipe_dir: str = "recipes/smollm2-135m"
     methods: list[str] = field(default_factory=lambda: ["cgd"])
-    eval_max_new_tokens: int = 192
+    eval_max_new_tokens: int = 128
     eval_batch_size: int = 16
     study: bool = False
     builder_args: list[str] = field(default_factory=list)  # extra --key value pairs for the builder
