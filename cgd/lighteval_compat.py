@@ -83,11 +83,16 @@ def _patched_requests_get(offline: bool):
         logger.info("cgd.lighteval_compat: offline, not downloading %s", url)
         return _StubResponse()
 
+    failed: list[str] = []
+
     def bounded_get(url: str, *args: Any, **kwargs: Any) -> Any:
+        if failed:  # one failure means no network: don't wait on (or warn about) every later request
+            return _StubResponse()
         kwargs.setdefault("timeout", 10)
         try:
             return real_get(url, *args, **kwargs)
         except Exception as err:  # noqa: BLE001 - any network failure means "skip the optional file"
+            failed.append(url)
             logger.warning("cgd.lighteval_compat: could not download %s (%s); tinyBenchmarks tasks disabled", url, err)
             return _StubResponse()
 
@@ -243,10 +248,19 @@ def apply() -> None:
     empty stop lists, max_new_tokens in the transformers backend, thread-safe timeouts."""
     if _state.get("applied"):
         return
-    check_versions()
-    avoid_tinybenchmarks_download()
-    tolerate_litellm_without_disk_cache()
-    send_no_empty_stop_lists()
-    honour_max_new_tokens()
-    install_thread_safe_timeouts()
+    import torch
+
+    # litellm fetches its model price map from the internet when imported; its bundled copy serves.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # lighteval's transformers backend turns autograd off process-wide when imported; keep the caller's mode.
+    grad_enabled = torch.is_grad_enabled()
+    try:
+        check_versions()
+        avoid_tinybenchmarks_download()
+        tolerate_litellm_without_disk_cache()
+        send_no_empty_stop_lists()
+        honour_max_new_tokens()
+        install_thread_safe_timeouts()
+    finally:
+        torch.set_grad_enabled(grad_enabled)
     _state["applied"] = True

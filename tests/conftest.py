@@ -44,3 +44,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolate_process_state():
+    """Undo process-wide state that some imports and in-process CLIs change, so tests don't leak into each other.
+
+    lighteval's transformers backend calls ``torch.set_grad_enabled(False)`` when it is imported, and
+    benchmark scripts run in-process quiet the ``cgd`` logger; either would break a later test that
+    trains or reads logs.
+    """
+    import logging
+
+    import torch
+
+    grad_enabled = torch.is_grad_enabled()
+    levels = {name: logging.getLogger(name).level for name in ("cgd", "datasets_builders")}
+    yield
+    torch.set_grad_enabled(grad_enabled)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
