@@ -50,7 +50,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 # Runnable as `python benchmarks/train_throughput.py` from a checkout without installing the package.
 REPO_ROOT = Path(__file__).resolve().parents[1]

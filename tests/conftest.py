@@ -51,8 +51,9 @@ def _isolate_process_state():
     """Undo process-wide state that some imports and in-process CLIs change, so tests don't leak into each other.
 
     lighteval's transformers backend calls ``torch.set_grad_enabled(False)`` when it is imported, and
-    benchmark scripts run in-process quiet the ``cgd`` logger; either would break a later test that
-    trains or reads logs.
+    benchmark scripts run in-process quiet the ``cgd`` logger and set environment variables (e.g.
+    ``TRANSFORMERS_VERBOSITY``) that later subprocesses inherit; any of these would break a later test
+    that trains or reads logs.
     """
     import logging
 
@@ -60,7 +61,10 @@ def _isolate_process_state():
 
     grad_enabled = torch.is_grad_enabled()
     levels = {name: logging.getLogger(name).level for name in ("cgd", "datasets_builders")}
+    environ = dict(os.environ)
     yield
+    os.environ.clear()
+    os.environ.update(environ)
     torch.set_grad_enabled(grad_enabled)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
