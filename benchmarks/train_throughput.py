@@ -66,6 +66,7 @@ from cgd.attention import (  # noqa: E402
     register_varlen_attention,
     varlen_kernel,
 )
+from cgd.testing import WORDS  # noqa: E402
 
 GiB = 1024**3
 
@@ -162,13 +163,6 @@ def build_model(
 # Synthetic CGD rows
 # --------------------------------------------------------------------------------------------------
 
-_WORDS = (
-    "the a question answer student teacher critique step final boxed is are of to and in that it for with "
-    "right wrong conclusion solve compute total each number sum product difference equation value so "
-    "therefore because first then next finally let we have get add subtract multiply divide apples cost "
-    "price times plus minus equals half twice more less how many much"
-).split()
-
 
 def _lognormal_tokens(rng: random.Random, mean: float, sigma: float, low: int) -> int:
     mu = math.log(mean) - sigma**2 / 2  # so that the mean is `mean`
@@ -178,7 +172,7 @@ def _lognormal_tokens(rng: random.Random, mean: float, sigma: float, low: int) -
 def _text(rng: random.Random, num_tokens: int) -> str:
     words = []
     for i in range(max(1, num_tokens)):
-        words.append(str(rng.randint(0, 999)) if rng.random() < 0.04 else rng.choice(_WORDS))
+        words.append(str(rng.randint(0, 999)) if rng.random() < 0.04 else rng.choice(WORDS))
         if i % 17 == 16:
             words[-1] += rng.choice([".", ",", ":", "\n"])
     return " ".join(words)

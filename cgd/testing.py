@@ -19,7 +19,8 @@ CHATML_TEMPLATE = (
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-_WORDS = (
+#: Words the tiny tokenizer is trained on (benchmarks draw synthetic text from the same list).
+WORDS = (
     "the a question answer student teacher critique step final boxed is are of to and in that it for with "
     "right wrong conclusion solve compute total each number sum product difference equation value so "
     "therefore because first then next finally let we have get add subtract multiply divide apples cost "
@@ -31,7 +32,7 @@ def _corpus(num_lines: int = 2000, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     lines = []
     for _ in range(num_lines):
-        words = [rng.choice(_WORDS) for _ in range(rng.randint(5, 20))]
+        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 20))]
         nums = [str(rng.randint(0, 999)) for _ in range(rng.randint(0, 4))]
         lines.append(" ".join(words + nums) + rng.choice([".", "?", "!", ":", " \\boxed{7}", "\n"]))
     return lines
