@@ -122,6 +122,16 @@ def build_model(tokenizer, args: argparse.Namespace):
     )
 
 
+def _train(trainer) -> list[float]:
+    """Train quietly and return the logged losses, then free the trainer before the next run."""
+    trainer.remove_callback(PrinterCallback)  # no per-step printing in the timed loop
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    del trainer
+    gc.collect()
+    return losses
+
+
 def run_cgd(rows: list[dict], tokenizer, args: argparse.Namespace, tmp: str) -> tuple[StepTimer, list[float]]:
     config = CGDConfig(**common_args(args, os.path.join(tmp, "cgd")), method="cgd")
     timer = StepTimer()
@@ -132,12 +142,7 @@ def run_cgd(rows: list[dict], tokenizer, args: argparse.Namespace, tmp: str) -> 
         processing_class=tokenizer,
         callbacks=[timer],
     )
-    trainer.remove_callback(PrinterCallback)  # no per-step printing in the timed loop
-    trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    del trainer
-    gc.collect()
-    return timer, losses
+    return timer, _train(trainer)
 
 
 def run_trl(encoded: datasets.Dataset, tokenizer, args: argparse.Namespace, tmp: str) -> tuple[StepTimer, list[float]]:
@@ -150,12 +155,7 @@ def run_trl(encoded: datasets.Dataset, tokenizer, args: argparse.Namespace, tmp:
         processing_class=tokenizer,
         callbacks=[timer],
     )
-    trainer.remove_callback(PrinterCallback)  # no per-step printing in the timed loop
-    trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    del trainer
-    gc.collect()
-    return timer, losses
+    return timer, _train(trainer)
 
 
 def pretokenized_for_trl(rows: list[dict], tokenizer, args: argparse.Namespace) -> tuple[datasets.Dataset, dict]:
