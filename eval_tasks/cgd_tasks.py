@@ -434,18 +434,10 @@ TASKS_TABLE = [
 ]
 
 # Task groups for the suite runner (names without the "|0" few-shot suffix).
+_PAPER_MATH = ["cgd_math500", "cgd_minerva_math", "cgd_gsm8k", "cgd_olympiadbench", "cgd_amc23"]
 SUITES = {
-    "paper_math": ["cgd_math500", "cgd_minerva_math", "cgd_gsm8k", "cgd_olympiadbench", "cgd_amc23"],
-    "math": [
-        "cgd_math500",
-        "cgd_minerva_math",
-        "cgd_gsm8k",
-        "cgd_olympiadbench",
-        "cgd_amc23",
-        "cgd_aime24",
-        "cgd_aime25",
-        "cgd_theoremqa",
-    ],
+    "paper_math": _PAPER_MATH,
+    "math": [*_PAPER_MATH, "cgd_aime24", "cgd_aime25", "cgd_theoremqa"],
     "general": ["cgd_gpqa_diamond", "cgd_mmlu_pro", "ifeval"],
     "all": [t.name for t in TASKS_TABLE if not t.name.endswith(("_sampled", "_ifeval"))] + ["ifeval"],
 }

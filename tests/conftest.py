@@ -46,6 +46,25 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture()
+def fake_hub_api(monkeypatch) -> list[tuple]:
+    """Replace ``huggingface_hub.HfApi`` with a recorder (no network); returns the list of calls it received."""
+    import huggingface_hub
+
+    calls: list[tuple] = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create_repo", repo_id, kw))
+            return f"https://huggingface.co/datasets/{repo_id}"
+
+        def upload_folder(self, **kw):
+            calls.append(("upload_folder", kw))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    return calls
+
+
 @pytest.fixture(autouse=True)
 def _isolate_process_state():
     """Undo process-wide state that some imports and in-process CLIs change, so tests don't leak into each other.

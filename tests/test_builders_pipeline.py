@@ -175,20 +175,8 @@ def test_source_as_builder_name_plus_data_files_gives_the_same_ids(questions_fil
     assert report.source == str(questions_file) and via_builder[0].source == str(questions_file)
 
 
-def test_push_to_hub_flag_uploads_the_built_folder(questions_file, tmp_path, monkeypatch):
-    import huggingface_hub
-
-    calls = []
-
-    class FakeApi:
-        def create_repo(self, repo_id, **kw):
-            calls.append(("create_repo", repo_id, kw))
-            return f"https://huggingface.co/datasets/{repo_id}"
-
-        def upload_folder(self, **kw):
-            calls.append(("upload_folder", kw))
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+def test_push_to_hub_flag_uploads_the_built_folder(questions_file, tmp_path, fake_hub_api):
+    calls = fake_hub_api
     out = tmp_path / tmp_path.name
     report = Builder(
         parse_args(_args(questions_file, out, "--num_samples", "2", "--push_to_hub", "org/cgd", "--private", "true"))

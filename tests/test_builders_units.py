@@ -440,22 +440,10 @@ def test_card_metadata_has_a_config_per_view():
         assert set(schema.required_columns(c["config_name"])) <= set(c["columns"])
 
 
-def test_push_folder_wiring(monkeypatch, tmp_path):
-    import huggingface_hub
-
+def test_push_folder_wiring(fake_hub_api, tmp_path):
     from datasets_builders import output
 
-    calls = []
-
-    class FakeApi:
-        def create_repo(self, repo_id, **kw):
-            calls.append(("create_repo", repo_id, kw))
-            return f"https://huggingface.co/datasets/{repo_id}"
-
-        def upload_folder(self, **kw):
-            calls.append(("upload_folder", kw))
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    calls = fake_hub_api
     url = output.push_folder(tmp_path, "org/cgd-x", private=True)
     assert url.endswith("org/cgd-x")
     assert calls[0] == ("create_repo", "org/cgd-x", {"repo_type": "dataset", "private": True, "exist_ok": True})
