@@ -38,7 +38,7 @@ clean:
 # Extra flags go through DEMO_ARGS, e.g. `make demo DEMO_ARGS="--num_train 16 --num_eval 10"`.
 .PHONY: model demo study
 model: $(STAMP)
-	$(PY) -m cgd.embedded
+	$(PY) -m cgd.demo.embedded
 
 demo: $(STAMP)
 	$(PY) -m cgd.demo $(DEMO_ARGS)
@@ -46,11 +46,11 @@ demo: $(STAMP)
 study: $(STAMP)
 	$(PY) -m cgd.demo --study $(DEMO_ARGS)
 
-# Score checkpoints with lighteval and write the comparison report (cgd/evaluate.py, docs/evaluation.md), e.g.
+# Score checkpoints with lighteval and write the comparison report (cgd/eval/runner.py, docs/evaluation.md), e.g.
 #   make evaluate MODEL="outputs/base outputs/cgd" TASKS=cgd_gsm8k,cgd_math500 EVAL_ARGS="--data-dir ../shared/data/eval --first-n 50 --device cpu"
 MODEL ?= cache/models/SmolLM2-135M-Instruct
 TASKS ?= paper_math
 EVAL_OUT ?= outputs/eval
 .PHONY: evaluate
 evaluate: $(STAMP)
-	$(PY) -m cgd.evaluate run --models $(MODEL) --tasks $(TASKS) --output-dir $(EVAL_OUT) $(EVAL_ARGS)
+	$(PY) -m cgd.eval.runner run --models $(MODEL) --tasks $(TASKS) --output-dir $(EVAL_OUT) $(EVAL_ARGS)

@@ -11,7 +11,7 @@ Measures, with the same questions and greedy settings:
    time subtracted), with and without the builder's per-row checkpoint write + fsync;
 4. resume cost after SIGKILL: a build killed mid-critique and rerun (what the rerun spends besides
    generating the missing rows), and the time to open a 100K-row checkpoint.
-Without ``--model`` it uses the embedded SmolLM2 when converted (``python -m cgd.embedded``), else a tiny
+Without ``--model`` it uses the embedded SmolLM2 when converted (``python -m cgd.demo.embedded``), else a tiny
 random model.
 """
 

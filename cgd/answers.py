@@ -19,7 +19,7 @@ Functions:
 Timeouts: lighteval's parsing and comparison guard each step with ``signal.alarm``, which only works in
 the main thread. :func:`answers_match` keeps those guards in the main thread; in any other thread (the
 builders' concurrent clients) the guards become no-ops instead of raising (see
-:func:`cgd.lighteval_compat.install_thread_safe_timeouts`). Every failure inside the check counts as "no
+:func:`cgd.eval.compat.install_thread_safe_timeouts`). Every failure inside the check counts as "no
 match": it never raises.
 """
 
@@ -178,7 +178,7 @@ def answers_match(prediction_text: str, gold: str, timeout_seconds: int = 5, pre
     """
     if not prediction_text or gold is None or not str(gold).strip():
         return False
-    from cgd.lighteval_compat import install_thread_safe_timeouts
+    from cgd.eval.compat import install_thread_safe_timeouts
 
     install_thread_safe_timeouts()
     try:

@@ -15,7 +15,7 @@ pass@k over n samples (run them with temperature > 0).
 
 Usage (through cgd's entry point, which applies the offline shims first):
 
-    python -m cgd.lighteval accelerate "model_name=PATH,generation_parameters={max_new_tokens:2048}" \\
+    python -m cgd.eval.cli accelerate "model_name=PATH,generation_parameters={max_new_tokens:2048}" \\
         "cgd_math500|0,cgd_gsm8k|0" --custom-tasks eval_tasks/cgd_tasks.py
 
 Local data instead of the Hub (read in place):

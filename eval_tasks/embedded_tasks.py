@@ -1,4 +1,4 @@
-"""lighteval tasks for the project's embedded question set (:mod:`cgd.questions`), plus every cgd task.
+"""lighteval tasks for the project's embedded question set (:mod:`cgd.demo.questions`), plus every cgd task.
 
 ``cgd_arith`` scores the held-out split of the generated arithmetic/word problems with the same prompt,
 answer checking and format-drift metrics as ``cgd_gsm8k`` (integer answers, final answer in ``\\boxed{}``).
@@ -9,7 +9,7 @@ The data is local only (it is generated, not on the Hub): point the task at a fo
 
 This file re-exports ``eval_tasks/cgd_tasks.py``'s table, so one ``--custom-tasks`` path serves both:
 
-    CGD_EVAL_ARITH_PATH=outputs/demo/eval_data/arith python -m cgd.lighteval accelerate \\
+    CGD_EVAL_ARITH_PATH=outputs/demo/eval_data/arith python -m cgd.eval.cli accelerate \\
         "model_name=cache/models/SmolLM2-135M-Instruct" "cgd_arith|0" --custom-tasks eval_tasks/embedded_tasks.py
 """
 

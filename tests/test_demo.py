@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cgd import demo
+from cgd.demo import run as demo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,7 @@ def test_the_main_job_end_to_end_at_a_small_size(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cgd import embedded
+    from cgd.demo import embedded
 
     try:
         embedded.fetch_gguf(REPO_ROOT / embedded.DEFAULT_CACHE_DIR)

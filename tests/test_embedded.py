@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cgd import embedded
+from cgd.demo import embedded
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE = REPO_ROOT / embedded.DEFAULT_CACHE_DIR

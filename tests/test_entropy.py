@@ -1,4 +1,4 @@
-"""cgd.entropy: masks, agreement with a direct computation, batching, determinism, statistics and the CLI."""
+"""cgd.analysis.entropy: masks, agreement with a direct computation, batching, determinism, statistics and the CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cgd import schema
-from cgd.entropy import (
+from cgd.analysis.entropy import (
     CONDITIONS,
     PAIRS,
     build_examples,

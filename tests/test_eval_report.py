@@ -1,4 +1,4 @@
-"""cgd.evaluate: task specs, model args, and the comparison report built from lighteval results JSON."""
+"""cgd.eval.runner: task specs, model args, and the comparison report built from lighteval results JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cgd.evaluate import build_model_args, expand_tasks, lighteval_command, model_label, write_report
+from cgd.eval.runner import build_model_args, expand_tasks, lighteval_command, model_label, write_report
 
 
 def _fake_run(root: Path, model: str, results: dict[str, dict[str, float]], n: int = 4) -> Path:
@@ -53,7 +53,7 @@ def test_eval_recipes_parse_as_lighteval_model_configs(name):
 
 
 def test_vllm_serve_recipe_parses():
-    from cgd.lighteval_compat import apply
+    from cgd.eval.compat import apply
 
     apply()
     from lighteval.models.endpoints.litellm_model import LiteLLMModelConfig
@@ -76,7 +76,7 @@ def test_model_args_and_command(tmp_path):
     with pytest.raises(ValueError):
         build_model_args("m", backend="vllm")
     cmd = lighteval_command(args, ["cgd_gsm8k|0"], tmp_path, max_samples=3)
-    assert cmd[1:4] == ["-m", "cgd.lighteval", "accelerate"]
+    assert cmd[1:4] == ["-m", "cgd.eval.cli", "accelerate"]
     assert "--save-details" in cmd and cmd[-2:] == ["--max-samples", "3"]
     assert lighteval_command(api, ["x|0"], tmp_path, backend="litellm")[3:5] == ["endpoint", "litellm"]
     assert model_label("outputs/runs/cgd-llama/") == "cgd-llama"
@@ -123,7 +123,7 @@ def test_write_report_needs_results(tmp_path):
 
 
 def test_math500_agreement_with_builtin_metric():
-    from cgd.evaluate import math500_agreement
+    from cgd.eval.runner import math500_agreement
 
     pairs = [
         ("So the answer is \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),

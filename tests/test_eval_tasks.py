@@ -82,7 +82,7 @@ def load_tasks_module(monkeypatch, data_dir: Path | None, **env: str):
         monkeypatch.delenv("CGD_EVAL_DATA_DIR", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    from cgd.lighteval_compat import apply
+    from cgd.eval.compat import apply
 
     apply()
     spec = importlib.util.spec_from_file_location("cgd_tasks_under_test", TASKS_FILE)

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from cgd import questions
+from cgd.demo import questions
 
 
 def _numbers(text: str) -> list[int]:

@@ -5,8 +5,8 @@
 
 Phases, each with its own artifact under ``--workdir`` (default ``outputs/demo``):
 
-1. ``model``     the embedded model, converted once into ``cache/models/SmolLM2-135M-Instruct`` (:mod:`cgd.embedded`)
-2. ``questions`` the generated question set: ``questions/{train,eval}.jsonl`` (:mod:`cgd.questions`)
+1. ``model``     the embedded model, converted once into ``cache/models/SmolLM2-135M-Instruct`` (:mod:`cgd.demo.embedded`)
+2. ``questions`` the generated question set: ``questions/{train,eval}.jsonl`` (:mod:`cgd.demo.questions`)
 3. ``build``     a CGD dataset with SmolLM2 as student *and* teacher: probe, critique, refine and the direct
                  answer, saved in Hub format to ``dataset/`` (``datasets_builders/build_cgd.py``)
 4. ``train_<m>`` the student fine-tuned with method ``m`` (``accelerate launch -m cgd.train``) in ``models/<m>``
@@ -37,7 +37,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
@@ -236,14 +236,14 @@ class Demo:
         self.dataset_dir = root / "dataset"
         self.models_dir = root / "models"
         self.eval_dir = root / "eval"
-        from cgd import embedded
+        from cgd.demo import embedded
 
         self.model_path = Path(cfg.model) if cfg.model else embedded.model_dir(cfg.cache_dir)
         self.keys: dict[str, str] = {}
 
     # Each phase's key chains the keys of the phases it reads, so a change upstream reruns downstream.
     def model_phase(self) -> Phase:
-        from cgd import embedded
+        from cgd.demo import embedded
 
         self.keys["model"] = fingerprint(str(self.model_path))
 
@@ -262,7 +262,7 @@ class Demo:
         )
 
     def questions_phase(self) -> Phase:
-        from cgd import questions
+        from cgd.demo import questions
 
         cfg = self.cfg
         self.keys["questions"] = fingerprint(cfg.num_train, cfg.num_eval, cfg.seed, 1)
@@ -345,7 +345,7 @@ class Demo:
         out = self.eval_dir / name
         key = fingerprint(self.keys["questions"], self.keys[upstream], cfg.eval_max_new_tokens, cfg.eval_batch_size)
         self.keys[f"eval_{name}"] = key
-        from cgd.evaluate import build_model_args, lighteval_command
+        from cgd.eval.runner import build_model_args, lighteval_command
 
         device = None if _has_cuda() else "cpu"  # lighteval's own default is cuda
         model_args = build_model_args(
@@ -411,8 +411,8 @@ def write_scores(lighteval_dir: Path, path: Path, name: str, model: str) -> dict
 
 
 def write_results(scores: list[dict], out_dir: Path) -> dict:
-    """``results.json`` plus cgd.evaluate's ``report.md/.csv/.png`` comparing the models (first = baseline)."""
-    from cgd.evaluate import write_report
+    """``results.json`` plus cgd.eval.runner's ``report.md/.csv/.png`` comparing the models (first = baseline)."""
+    from cgd.eval.runner import write_report
 
     report = write_report(
         [out_dir / s["name"] / "lighteval" for s in scores],

@@ -8,7 +8,7 @@ Splits are disjoint by construction: the eval split is drawn first from its own 
 train split skips any question text already in it, so changing ``--num_train`` never changes the eval
 split and no question appears in both.
 
-    python -m cgd.questions --output_dir data/questions --num_train 64 --num_eval 50 --seed 0
+    python -m cgd.demo.questions --output_dir data/questions --num_train 64 --num_eval 50 --seed 0
 
 writes ``train.jsonl`` and ``eval.jsonl`` with columns ``id``, ``question``, ``answer`` (a string holding
 the integer) and ``category``.

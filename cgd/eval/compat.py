@@ -37,7 +37,7 @@ What lighteval 0.13.0 does that bites here, and what this module does about it:
    ``mt_bench``'s judge metric calls ``HfApi.list_models(model_name=...)`` while the registry imports it;
    ``xxhash<4``: ``info_loggers`` hashes ``str``). :func:`check_versions` warns when they are violated.
 
-:func:`apply` runs all of the above; :mod:`cgd.lighteval` is the CLI that applies them and then hands
+:func:`apply` runs all of the above; :mod:`cgd.eval.cli` is the CLI that applies them and then hands
 over to lighteval's own typer app.
 """
 
@@ -80,7 +80,7 @@ def _patched_requests_get(offline: bool):
     real_get = requests.get
 
     def offline_get(url: str, *args: Any, **kwargs: Any) -> _StubResponse:
-        logger.info("cgd.lighteval_compat: offline, not downloading %s", url)
+        logger.info("cgd.eval.compat: offline, not downloading %s", url)
         return _StubResponse()
 
     failed: list[str] = []
@@ -93,7 +93,7 @@ def _patched_requests_get(offline: bool):
             return real_get(url, *args, **kwargs)
         except Exception as err:  # noqa: BLE001 - any network failure means "skip the optional file"
             failed.append(url)
-            logger.warning("cgd.lighteval_compat: could not download %s (%s); tinyBenchmarks tasks disabled", url, err)
+            logger.warning("cgd.eval.compat: could not download %s (%s); tinyBenchmarks tasks disabled", url, err)
             return _StubResponse()
 
     requests.get = offline_get if offline else bounded_get
@@ -142,7 +142,7 @@ def tolerate_litellm_without_disk_cache() -> None:
         importlib.import_module(_LITELLM_MODULE)
     finally:
         litellm_caching.LiteLLMCacheType = real_type
-    logger.info("cgd.lighteval_compat: litellm has no disk cache; lighteval's litellm backend uses the in-memory one")
+    logger.info("cgd.eval.compat: litellm has no disk cache; lighteval's litellm backend uses the in-memory one")
 
 
 def send_no_empty_stop_lists() -> None:

@@ -16,8 +16,8 @@ per condition we average the per-row means over rows, with 95% percentile-bootst
 rows (paired for the differences between conditions). The paper's claim is the ordering
 H(ŷ|x,y',c) < H(ŷ|x,y') < H(ŷ|x), with the shuffled critique as the control.
 
-Run ``python -m cgd.entropy --model PATH_OR_ID --dataset PATH_OR_ID [--num_rows N]`` (or
-``accelerate launch -m cgd.entropy ...`` to split the rows over processes); see docs/entropy.md.
+Run ``python -m cgd.analysis.entropy --model PATH_OR_ID --dataset PATH_OR_ID [--num_rows N]`` (or
+``accelerate launch -m cgd.analysis.entropy ...`` to split the rows over processes); see docs/entropy.md.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ METRICS: tuple[str, ...] = ("entropy", "nll")
 
 @dataclass
 class EntropyArguments:
-    """Arguments of ``python -m cgd.entropy`` (also accepted from a YAML file with ``--config``)."""
+    """Arguments of ``python -m cgd.analysis.entropy`` (also accepted from a YAML file with ``--config``)."""
 
     model: str = field(metadata={"help": "Model to score: Hub id or local checkpoint (before or after training)."})
     dataset: str = field(metadata={"help": "CGD dataset: Hub id, local directory or data file (JSONL/Parquet)."})

@@ -2,18 +2,18 @@
 
 One command scores one or more checkpoints on a task set and writes a comparison::
 
-    python -m cgd.evaluate run --models outputs/base outputs/cft outputs/cgd --tasks paper_math \\
+    python -m cgd.eval.runner run --models outputs/base outputs/cft outputs/cgd --tasks paper_math \\
         --output-dir outputs/eval --data-dir ../shared/data/eval --first-n 100 --max-new-tokens 1024
 
-Each model runs in its own ``python -m cgd.lighteval accelerate|endpoint litellm`` subprocess (the
-offline/compat shims applied, see :mod:`cgd.lighteval_compat`), writing lighteval's usual
+Each model runs in its own ``python -m cgd.eval.cli accelerate|endpoint litellm`` subprocess (the
+offline/compat shims applied, see :mod:`cgd.eval.compat`), writing lighteval's usual
 ``results/.../results_*.json`` and ``details/...parquet`` under ``<output-dir>/runs/<label>/``. The
 report (``report.md``, ``report.csv``, ``report.png``) is built from those results JSON files:
 task x model, with the delta of every model to the first one, for accuracy and format-drift rates.
 
 Library use (the demo calls these)::
 
-    from cgd.evaluate import evaluate_models, write_report
+    from cgd.eval.runner import evaluate_models, write_report
     report = evaluate_models(["outputs/base", "outputs/cgd"], ["cgd_gsm8k"], "outputs/eval", data_dir=...)
     report.frame  # pandas DataFrame, one row per (task, metric)
 
@@ -39,7 +39,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CUSTOM_TASKS = REPO_ROOT / "eval_tasks" / "cgd_tasks.py"
 #: The first metric found in a task's results is its headline number in the chart.
 PRIMARY_METRICS = ("acc", "prompt_level_strict_acc", "pass@k:k=1&n=16", "extractive_match")
@@ -181,9 +181,9 @@ def lighteval_command(
     max_samples: int | None = None,
     save_details: bool = True,
 ) -> list[str]:
-    """The ``python -m cgd.lighteval ...`` argv for one run."""
+    """The ``python -m cgd.eval.cli ...`` argv for one run."""
     head = ["accelerate"] if backend == "accelerate" else ["endpoint", "litellm"]
-    cmd = [sys.executable, "-m", "cgd.lighteval", *head, model_args, ",".join(tasks)]
+    cmd = [sys.executable, "-m", "cgd.eval.cli", *head, model_args, ",".join(tasks)]
     cmd += ["--custom-tasks", str(custom_tasks), "--output-dir", str(output_dir)]
     if save_details:
         cmd.append("--save-details")
@@ -490,7 +490,7 @@ def math500_agreement(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     from lighteval.tasks.tasks.math_500 import math_500_prompt
 
     from cgd.answers import answers_match
-    from cgd.lighteval_compat import apply
+    from cgd.eval.compat import apply
 
     apply()
     builtin = Metrics.pass_at_k_math(sample_params={"k": 1, "n": 1})
@@ -521,7 +521,7 @@ def math500_agreement(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cgd.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cgd.eval.runner", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="evaluate checkpoints and write the report")
@@ -555,7 +555,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point (``python -m cgd.evaluate``)."""
+    """CLI entry point (``python -m cgd.eval.runner``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     if args.command == "run":

@@ -10,7 +10,7 @@ ChatML chat template and a generation config that stops at ``<|im_end|>``.
 
 With Hub access, ``HuggingFaceTB/SmolLM2-135M-Instruct`` can be used instead in every recipe.
 
-    python -m cgd.embedded [--cache_dir cache/models]      # or: make model
+    python -m cgd.demo.embedded [--cache_dir cache/models]      # or: make model
 """
 
 from __future__ import annotations

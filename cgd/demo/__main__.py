@@ -1,0 +1,5 @@
+"""``python -m cgd.demo`` runs the main job (same as ``cgd-demo``)."""
+
+from cgd.demo.run import main
+
+main()
