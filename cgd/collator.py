@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,7 +25,13 @@ from datasets.fingerprint import Hasher
 
 from cgd.data import TripletValidationError, check_columns
 from cgd.schema import CRITIQUE, ID, INITIAL_RESPONSE, get_method
-from cgd.templates import PromptTemplates, build_user_message, has_chat_template, render_completion, render_prompt
+from cgd.templates import (
+    PromptTemplates,
+    build_user_message_spans,
+    has_chat_template,
+    render_completion,
+    render_prompt,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +45,7 @@ DROP_PROMPT_TOO_LONG = "prompt_too_long"  # still too long with every shortenabl
 DROP_REASONS: tuple[str, ...] = (DROP_TARGET_TOO_LONG, DROP_PROMPT_TOO_LONG)
 
 #: Bumped whenever encoding changes, so cached ``map`` results from an older version are not reused.
-ENCODING_VERSION = "cgd-encode-1"
+ENCODING_VERSION = "cgd-encode-2"
 
 #: How many example row ids the stats keep per drop reason.
 MAX_EXAMPLES = 5
@@ -109,6 +116,64 @@ class EncodingStats:
 EncodingReport = EncodingStats
 
 
+def special_token_texts(tokenizer: Any) -> list[str]:
+    """Texts the tokenizer turns into one special id wherever they appear in a string, longest first.
+
+    ``all_special_tokens`` is not enough: chat markers such as ``<|im_start|>`` are often special added tokens
+    without a named role.
+    """
+    texts = set(getattr(tokenizer, "all_special_tokens", []))
+    texts |= {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+    return sorted((t for t in texts if t), key=len, reverse=True)
+
+
+def end_of_turn(tokenizer: Any, templates: PromptTemplates | None = None) -> tuple[int, bool]:
+    """The token every target ends with, and whether the chat template writes it itself.
+
+    With a chat template, it is the added token the template closes an assistant turn with (``<|im_end|>``,
+    ``<|eot_id|>``, ...). A template that closes turns with plain text only (``role: content\n\n``) has no such
+    token: taking the last token of its rendering would name a word of the answer, and writing that word into the
+    generation config as EOS would stop the model mid-sentence. Such templates (and tokenizers without a chat
+    template) fall back to the tokenizer's EOS, which the encoder then appends to every target so the model learns
+    to emit it.
+    """
+    eos = tokenizer.eos_token_id
+    if has_chat_template(tokenizer):
+        target = "answer"
+        completion = render_completion(tokenizer, "question", target, templates)
+        at = completion.rfind(target)
+        suffix = completion[at + len(target) :] if at >= 0 else ""
+        ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+        added = set(getattr(tokenizer, "added_tokens_decoder", {})) | set(tokenizer.all_special_ids)
+        if ids and ids[-1] in added:
+            return ids[-1], True
+        if eos is None:
+            raise ValueError(
+                "The chat template closes an assistant turn without a special end-of-turn token and the tokenizer has "
+                "no eos_token, so the student could never learn to stop: set `eos_token` in the recipe, or use a chat "
+                "template whose turns end with a special token."
+            )
+        logger.warning(
+            "The chat template closes an assistant turn with %r, not with a special token; every target will end "
+            "with the tokenizer's EOS %r instead, and generation stops there.",
+            suffix,
+            tokenizer.eos_token,
+        )
+        return eos, False
+    if eos is None:
+        raise ValueError("A tokenizer without a chat template needs an eos_token to end the target.")
+    return eos, False
+
+
+def _locate(text: str, value: str) -> tuple[int, int] | None:
+    """Where ``value`` sits in ``text`` (as is, or trimmed as some chat templates do), or ``None``."""
+    for candidate in (value, value.strip()):
+        at = text.find(candidate)
+        if candidate and at >= 0:
+            return at, at + len(candidate)
+    return None
+
+
 @dataclass
 class Encoded:
     """One row's encoding, or why it was dropped (``dropped`` set, ids ``None``)."""
@@ -147,8 +212,8 @@ class CGDEncoder:
         self.templates = templates or PromptTemplates()
         self.truncation_marker = truncation_marker
         self.chat = has_chat_template(tokenizer)
-        if not self.chat and tokenizer.eos_token_id is None:
-            raise ValueError("A tokenizer without a chat template needs an eos_token to end the target.")
+        self.end_of_turn_id, template_ends_turn = end_of_turn(tokenizer, self.templates)
+        self.append_eos = not template_ends_turn  # plain layout, or a template without an end-of-turn token
         if max_length is not None and max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {max_length}")
         self.truncatable = tuple(f for f in TRUNCATABLE_FIELDS if f in self.spec.inputs)
@@ -157,10 +222,14 @@ class CGDEncoder:
         if self.add_bos and self.bos_token_id is None:
             raise ValueError("add_bos=True but the tokenizer has no bos_token.")
         self._backend = self._own_backend(tokenizer)
+        self._text_backend = self._own_backend(tokenizer, encode_special_tokens=True)
         if self._backend is not None and not self._backend_agrees():
             logger.info("The tokenizer's Rust backend disagrees with tokenizer(...); encoding through tokenizer(...).")
-            self._backend = None
-        self._marker_len = len(self._ids(truncation_marker))
+            self._backend = self._text_backend = None
+        specials = special_token_texts(tokenizer)
+        self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._protection_works = self._protection_agrees()
+        self._marker_len = len(self._text_ids(truncation_marker))
         self._overhead: int | None = None
         self.stats = EncodingStats()
 
@@ -190,6 +259,7 @@ class CGDEncoder:
                 asdict(self.templates),
                 self.truncation_marker,
                 self.add_bos,
+                self.append_eos,
                 self.tokenizer.chat_template if self.chat else None,
                 tok,
                 type(self.tokenizer).__name__,
@@ -198,12 +268,14 @@ class CGDEncoder:
 
     # -- tokenization helpers
     @staticmethod
-    def _own_backend(tokenizer: Any) -> Any:
+    def _own_backend(tokenizer: Any, encode_special_tokens: bool = False) -> Any:
         """A private copy of a fast tokenizer's Rust backend, with truncation and padding off.
 
         Calling the backend directly skips the Python overhead of ``tokenizer(...)`` (it is most of the
-        encoding time), but the shared backend carries whatever truncation a previous
-        ``tokenizer(..., truncation=True)`` call left on it; a copy is immune to that.
+        encoding time), but the shared backend carries whatever state earlier calls left on it:
+        ``tokenizer(..., truncation=True)`` leaves truncation on, and transformers' ``split_special_tokens=True``
+        leaves ``encode_special_tokens`` on; a copy with both set here is immune to that.
+        ``encode_special_tokens=True`` gives the copy that reads special-token text as plain text.
         """
         backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
         if backend is None:
@@ -211,6 +283,7 @@ class CGDEncoder:
         backend = copy.deepcopy(backend)
         backend.no_truncation()
         backend.no_padding()
+        backend.encode_special_tokens = encode_special_tokens
         return backend
 
     def _backend_agrees(self) -> bool:
@@ -220,6 +293,25 @@ class CGDEncoder:
         expected = self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
         return self._backend.encode(text, add_special_tokens=False).ids == list(expected)
 
+    def _protection_agrees(self) -> bool:
+        """Whether encoding data spans as text leaves a row without special-token text exactly as the tokenizer would.
+
+        The tokenizer already encodes the text between special tokens piece by piece, so splitting only at the
+        template's special tokens changes nothing for such rows; a tokenizer whose special tokens strip the
+        whitespace around them would differ, and then rows with special-token text are refused instead.
+        """
+        if self._special_re is None:
+            return True
+        probe = {name: f"Some {name}:\n 12 + x^2 = \\boxed{{7}} " for name in (*self.spec.inputs, self.spec.target)}
+        user, prompt, spans = self._render(probe, protect=True)
+        if spans is None or self._protected_ids(prompt, spans) != self._ids(prompt):
+            return False
+        if not self.chat:
+            return True
+        completion = render_completion(self.tokenizer, user, probe[self.spec.target], self.templates, prompt=prompt)
+        span = _locate(completion, probe[self.spec.target])
+        return span is not None and self._protected_ids(completion, [span]) == self._ids(completion)
+
     def _default_add_bos(self) -> bool:
         if self.chat or self.bos_token_id is None:
             return False
@@ -227,43 +319,111 @@ class CGDEncoder:
         return bool(probe) and probe[0] == self.bos_token_id
 
     def _ids(self, text: str) -> list[int]:
+        """Token ids of template text: special-token text becomes the special ids."""
         if self._backend is not None:
             return self._backend.encode(text, add_special_tokens=False).ids
         return self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
 
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        ids = self._ids(prompt)
+    def _text_ids(self, text: str) -> list[int]:
+        """Token ids of data text: special-token text stays text (``<|im_end|>`` -> ``<``, ``|``, ``im``, ...)."""
+        if not text:
+            return []
+        if self._text_backend is not None:
+            return self._text_backend.encode(text, add_special_tokens=False).ids
+        ids = self.tokenizer(text, add_special_tokens=False, truncation=False, split_special_tokens=True)["input_ids"]
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # transformers leaves the flag set on the shared backend after that call
+            backend.encode_special_tokens = False
+        return ids
+
+    def _protected_ids(self, text: str, spans: list[tuple[int, int]]) -> list[int]:
+        """Ids of ``text`` whose ``spans`` are data: split only at the template's own special tokens.
+
+        The tokenizer itself encodes the text between special tokens piece by piece, so this is what it would give
+        if it could tell the template's ``<|im_end|>`` from one quoted inside an answer.
+        """
+        ids: list[int] = []
+        pos = 0
+        for match in self._special_re.finditer(text):
+            if any(match.start() < end and start < match.end() for start, end in spans):
+                continue  # special-token text inside (or across the edge of) data: text
+            ids += self._text_ids(text[pos : match.start()])
+            ids += self._ids(match.group())
+            pos = match.end()
+        return ids + self._text_ids(text[pos:])
+
+    def _has_special_text(self, row: dict[str, Any], names: Sequence[str]) -> bool:
+        if self._special_re is None:
+            return False
+        return any(self._special_re.search(row[name]) for name in names) or bool(
+            self._special_re.search(self.truncation_marker)
+        )
+
+    def _refuse_unprotectable(self, row: dict[str, Any], why: str) -> TripletValidationError:
+        names = [n for n in (*self.spec.inputs, self.spec.target) if self._special_re.search(row.get(n) or "")]
+        found = sorted({m.group() for n in names for m in self._special_re.finditer(row[n])})
+        return TripletValidationError(
+            f"Row id={row.get(ID)!r}: field(s) {names} contain special-token text {found}, and {why}, so CGD cannot "
+            "keep that text as plain text. Remove or escape it in the data, or drop such rows."
+        )
+
+    def _prompt_ids(self, prompt: str, spans: list[tuple[int, int]] | None = None) -> list[int]:
+        ids = self._ids(prompt) if spans is None else self._protected_ids(prompt, spans)
         if self.add_bos and (not ids or ids[0] != self.bos_token_id):
             ids = [self.bos_token_id, *ids]
         return ids
 
-    def _completion_ids(self, user: str, target: str, prompt: str) -> list[int]:
-        ids = self._ids(render_completion(self.tokenizer, user, target, self.templates, prompt=prompt))
-        if not self.chat and (not ids or ids[-1] != self.tokenizer.eos_token_id):
-            ids = [*self._ids(f" {target}"), self.tokenizer.eos_token_id]  # eos text not parsed as a token
-        return ids
+    def _completion_ids(
+        self, user: str, target: str, prompt: str, protect: bool = False, row: dict[str, Any] | None = None
+    ) -> list[int]:
+        """The target's ids, then the end-of-turn token; special-token text inside the target stays text."""
+        eos = self.tokenizer.eos_token_id
+        if not self.chat:
+            return [*self._text_ids(f" {target}"), eos]  # EOS as its id, whatever its text
+        completion = render_completion(self.tokenizer, user, target, self.templates, prompt=prompt)
+        if protect:
+            span = _locate(completion, target)
+            if span is None:
+                raise self._refuse_unprotectable(
+                    row or {self.spec.target: target}, "the chat template changes the answer"
+                )
+            ids = self._protected_ids(completion, [span])
+        else:
+            ids = self._ids(completion)
+        return [*ids, eos] if self.append_eos else ids
 
-    def _render(self, row: dict[str, Any]) -> tuple[str, str]:
-        user = build_user_message(self.method, row, self.templates)
-        return user, render_prompt(self.tokenizer, user, self.templates)
+    def _render(self, row: dict[str, Any], protect: bool = False) -> tuple[str, str, list[tuple[int, int]] | None]:
+        """User message, prompt text and, with ``protect``, the character spans of the row's values in the prompt."""
+        user, spans = build_user_message_spans(self.method, row, self.templates)
+        prompt = render_prompt(self.tokenizer, user, self.templates)
+        if not protect:
+            return user, prompt, None
+        start, shift = prompt.rfind(user), 0
+        if start < 0:  # templates that trim the message (Llama 3's `| trim`)
+            stripped = user.strip()
+            start, shift = prompt.rfind(stripped), len(user) - len(user.lstrip())
+            if not stripped or start < 0:
+                return user, prompt, None
+            spans = [(max(s - shift, 0), min(e - shift, len(stripped))) for s, e in spans]
+        return user, prompt, [(start + s, start + e) for s, e in spans]
 
     def minimal_prompt_length(self) -> int:
         """Tokens of the prompt with every input field empty: what any row needs besides its target."""
         if self._overhead is None:
-            _, prompt = self._render({name: "" for name in self.spec.inputs})
+            _, prompt, _ = self._render({name: "" for name in self.spec.inputs})
             self._overhead = len(self._prompt_ids(prompt))
         return self._overhead
 
     def _cut(self, text: str, keep: int) -> str:
         """``text`` reduced to its first and last tokens (``keep`` in all, more at the tail) around the marker."""
         head, tail = keep // 2, keep - keep // 2
-        if self._backend is not None:  # cut on character offsets: no partial characters, text kept verbatim
-            enc = self._backend.encode(text, add_special_tokens=False)
+        if self._text_backend is not None:  # cut on character offsets: no partial characters, text kept verbatim
+            enc = self._text_backend.encode(text, add_special_tokens=False)
             offsets = enc.offsets
             head_text = text[: offsets[head - 1][1]] if head else ""
             tail_text = text[offsets[len(offsets) - tail][0] :] if tail else ""
         else:
-            ids = self._ids(text)
+            ids = self._text_ids(text)
             head_text = self.tokenizer.decode(ids[:head]) if head else ""
             tail_text = self.tokenizer.decode(ids[len(ids) - tail :]) if tail else ""
         return head_text + self.truncation_marker + tail_text
@@ -283,23 +443,28 @@ class CGDEncoder:
         for name in self.spec.inputs:
             self._check_text(row, name)
         target = self._check_text(row, self.spec.target)
-        user, prompt = self._render(row)
-        completion_ids = self._completion_ids(user, target, prompt)
+        protect = self._has_special_text(row, (*self.spec.inputs, self.spec.target))
+        if protect and not self._protection_works:
+            raise self._refuse_unprotectable(row, "this tokenizer's special tokens change the text next to them")
+        user, prompt, spans = self._render(row, protect)
+        if protect and spans is None:
+            raise self._refuse_unprotectable(row, "the chat template changes the user message")
+        completion_ids = self._completion_ids(user, target, prompt, protect, row)
         limit = self.max_length
         if limit is not None and len(completion_ids) + self.minimal_prompt_length() > limit:
             return Encoded(None, None, dropped=DROP_TARGET_TOO_LONG)
-        prompt_ids = self._prompt_ids(prompt)
+        prompt_ids = self._prompt_ids(prompt, spans)
         truncated: tuple[str, ...] = ()
         tokens_cut = 0
         if limit is not None and len(prompt_ids) + len(completion_ids) > limit:
-            prompt_ids, truncated, tokens_cut = self._truncate(row, prompt_ids, limit - len(completion_ids))
+            prompt_ids, truncated, tokens_cut = self._truncate(row, prompt_ids, limit - len(completion_ids), protect)
             if prompt_ids is None:
                 return Encoded(None, None, dropped=DROP_PROMPT_TOO_LONG)  # truncation counts cover kept rows
         labels = [-100] * len(prompt_ids) + completion_ids
         return Encoded(prompt_ids + completion_ids, labels, truncated, tokens_cut)
 
     def _truncate(
-        self, row: dict[str, Any], prompt_ids: list[int], budget: int
+        self, row: dict[str, Any], prompt_ids: list[int], budget: int, protect: bool = False
     ) -> tuple[list[int] | None, tuple[str, ...], int]:
         """Shorten the draft, then the critique, until the prompt fits ``budget`` tokens.
 
@@ -315,14 +480,17 @@ class CGDEncoder:
             if excess <= 0:
                 break
             original = row[name]
-            n = len(self._ids(original))
+            n = len(self._text_ids(original))
             if n <= self._marker_len:
                 continue  # too short to gain anything by cutting
             slack = 0
             while True:
                 keep = max(0, n - excess - self._marker_len - slack)
                 row[name] = self._cut(original, keep)
-                new_ids = self._prompt_ids(self._render(row)[1])
+                _, prompt, spans = self._render(row, protect)
+                if protect and spans is None:
+                    raise self._refuse_unprotectable(row, "the chat template changes the user message")
+                new_ids = self._prompt_ids(prompt, spans)
                 overshoot = len(new_ids) - budget
                 if overshoot <= 0 or keep == 0:
                     break

@@ -11,6 +11,7 @@ Every template is a ``str.format`` string over the row's columns and can be over
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -78,15 +79,37 @@ class PromptTemplates:
 
 def build_user_message(method: str, row: dict[str, Any], templates: PromptTemplates | None = None) -> str:
     """The user-turn text of ``row`` for ``method`` (only the method's input columns are used)."""
+    return build_user_message_spans(method, row, templates)[0]
+
+
+def build_user_message_spans(
+    method: str, row: dict[str, Any], templates: PromptTemplates | None = None
+) -> tuple[str, list[tuple[int, int]]]:
+    """:func:`build_user_message` plus the ``(start, end)`` character span of every value taken from ``row``.
+
+    The spans say which characters are data rather than template wording, so the encoder can keep data text
+    (e.g. a literal ``<|im_end|>`` inside a critique) as plain text.
+    """
     templates = templates or PromptTemplates()
     spec = get_method(method)
-    values = {name: row[name] for name in spec.inputs}
-    try:
-        return templates.for_method(method).format(**values)
-    except KeyError as err:
-        raise ValueError(
-            f"Template for method {method!r} uses placeholder {err} which is not one of its inputs {spec.inputs}"
-        ) from None
+    formatter = string.Formatter()
+    parts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    length = 0
+    for literal, name, spec_, conversion in formatter.parse(templates.for_method(method)):
+        parts.append(literal)
+        length += len(literal)
+        if name is None:
+            continue
+        if name not in spec.inputs:
+            raise ValueError(
+                f"Template for method {method!r} uses placeholder {name!r} which is not one of its inputs {spec.inputs}"
+            )
+        value = formatter.format_field(formatter.convert_field(row[name], conversion), spec_ or "")
+        parts.append(value)
+        spans.append((length, length + len(value)))
+        length += len(value)
+    return "".join(parts), spans
 
 
 def build_messages(user_message: str, templates: PromptTemplates | None = None) -> list[dict[str, str]]:
