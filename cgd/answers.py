@@ -16,18 +16,36 @@ Functions:
   detectors: does a response read as a critique of someone else's answer (CFT's failure mode) rather
   than as an answer, and does it end with a boxed final answer.
 
-Timeouts: lighteval's parsing and comparison guard each step with ``signal.alarm``, which only works in
-the main thread. :func:`answers_match` keeps those guards in the main thread; in any other thread (the
-builders' concurrent clients) the guards become no-ops instead of raising (see
-:func:`cgd.eval.compat.install_thread_safe_timeouts`). Every failure inside the check counts as "no
-match": it never raises.
+Bounded time, on any thread: a pathological answer (a boxed number with a million digits, ``9^{9^{9}}``) can keep
+sympy busy for minutes inside one C call, where neither lighteval's ``signal.alarm`` guards (main thread only) nor
+any Python-level check can interrupt it. :func:`answers_match` therefore parses and compares in a worker process
+(one per calling process, started on first use, shared by its threads) and kills it when a call overruns
+``timeout_seconds``; that call counts as "no match" and the next call starts a fresh worker. Every failure inside
+the check counts as "no match": it never raises.
+
+Numbers: a plain scientific gold such as Minerva Math's ``4.5e33`` is read as 4.5 × 10^33 (lighteval's LaTeX parser
+alone reads it as 4.5·e·33, Euler's number), and numbers are compared relatively as well as to ``precision``
+decimals (lighteval rounds both sides to 6 decimals, so every value below 5e-7 equals every other one).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import json
 import logging
+import os
 import re
+import select
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cgd.verdict import parse_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +58,7 @@ __all__ = [
     "has_verdict",
     "looks_like_critique",
     "normalize_gold",
+    "scientific_to_latex",
 ]
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -168,36 +187,210 @@ def _parse(text: str, timeout_seconds: int) -> list:
     )
 
 
-def answers_match(prediction_text: str, gold: str, timeout_seconds: int = 5, precision: int = 6) -> bool:
-    """True when the final answer in ``prediction_text`` equals ``gold`` (symbolically or numerically).
+# "4.5e33", "-1.2E-5": a plain number in e-notation, alone.
+_E_NOTATION = re.compile(r"\s*([-+]?\d+(?:\.\d*)?)[eE]([-+]?\d+)\s*")
 
-    ``prediction_text`` may be a whole response (its last ``\\boxed{}`` is preferred, then lighteval's
-    anchored/plain extraction) or a bare answer. ``gold`` may be ``"42"``, ``"\\frac{1}{2}"``,
-    ``"$x^2$"``, a GSM8K ``"... #### 42"`` answer or a solution containing ``\\boxed{}``. Never raises;
-    each parse/compare step is bounded by ``timeout_seconds`` (main thread only, see module docstring).
+
+def scientific_to_latex(answer: str) -> str:
+    """``"4.5e33"`` -> ``"4.5\\times 10^{33}"``; anything that is not a lone e-notation number is returned as is.
+
+    lighteval's LaTeX parser reads ``4.5e33`` as ``4.5*E*33`` (Euler's number), so Minerva Math's e-notation golds
+    (58 of 272) could never match the ``\\times 10^{}`` form models write.
     """
+    m = _E_NOTATION.fullmatch(answer)
+    if m is None:
+        return answer
+    return f"{m.group(1)}\\times 10^{{{int(m.group(2))}}}"
+
+
+def _relatively_equal(gold_parsed: list, pred_parsed: list, precision: int) -> bool:
+    """False when the first parsed gold and prediction are both nonzero numbers further apart than
+    ``10**-(precision-2)`` of their size. lighteval compares numbers rounded to ``precision`` decimals, so without
+    this ``2.88\\times10^{-19}`` "equals" ``5\\times10^{-21}``; the check only ever vetoes a match."""
+    from sympy import N
+
+    if not gold_parsed or not pred_parsed:
+        return True
+    a, b = gold_parsed[0], pred_parsed[0]
+    if not (getattr(a, "is_number", False) and getattr(b, "is_number", False)):
+        return True
+    a, b = N(a, 30), N(b, 30)
+    if not (a.is_real and b.is_real) or a == 0 or b == 0:
+        return True
+    return bool(abs(a - b) <= 10 ** -(precision - 2) * max(abs(a), abs(b)))
+
+
+def _prediction_for_parsing(text: str) -> str:
+    """The prediction with an e-notation ``\\boxed{}`` answer rewritten as LaTeX (see :func:`scientific_to_latex`)."""
+    boxed = extract_boxed(text)
+    if boxed is not None and _E_NOTATION.fullmatch(boxed):
+        return f"\\boxed{{{scientific_to_latex(boxed)}}}"
+    return text
+
+
+def match_in_process(prediction_text: str, gold: str, timeout_seconds: int = 5, precision: int = 6) -> bool:
+    """:func:`answers_match` in the calling process, bounded only by lighteval's ``signal.alarm`` guards (main
+    thread). The worker process runs this; call :func:`answers_match` instead."""
     if not prediction_text or gold is None or not str(gold).strip():
         return False
-    from cgd.eval.compat import install_thread_safe_timeouts
-
-    install_thread_safe_timeouts()
     try:
         from lighteval.metrics.utils.math_comparison import compare_gold_target
 
-        gold_answer = normalize_gold(str(gold))
+        gold_answer = scientific_to_latex(normalize_gold(str(gold)))
         # Boxing the gold makes LaTeX golds parse as LaTeX (plain numbers parse either way).
         gold_parsed = _parse(f"\\boxed{{{gold_answer}}}", timeout_seconds)
         if not gold_parsed:
             gold_parsed = [gold_answer]
-        pred_parsed = _parse(prediction_text, timeout_seconds)
+        pred_parsed = _parse(_prediction_for_parsing(prediction_text), timeout_seconds)
         if not pred_parsed:
             return False
-        return bool(
-            compare_gold_target(gold_parsed, pred_parsed, precision=precision, timeout_seconds=timeout_seconds)
-        )
+        if not compare_gold_target(gold_parsed, pred_parsed, precision=precision, timeout_seconds=timeout_seconds):
+            return False
+        return _relatively_equal(gold_parsed, pred_parsed, precision)
     except Exception as err:  # noqa: BLE001 - a checker must never crash a builder or an eval run
         logger.debug("answers_match failed on gold=%r: %s", gold, err)
         return False
+
+
+class _Worker:
+    """One checking process per calling process, shared by its threads (a lock keeps one request in flight).
+
+    Requests and answers are JSON lines over the worker's stdin/stdout. A call that overruns its deadline kills the
+    worker (the only way to stop sympy inside a C call); the next call starts a new one.
+    """
+
+    STARTUP_SECONDS = 180.0  # importing sympy + lighteval's parsers on a loaded 2-core machine
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.owner = 0
+        self.timeouts = 0
+
+    def _start(self) -> None:
+        import cgd
+
+        env = dict(os.environ)
+        root = str(Path(cgd.__file__).resolve().parents[1])  # importable even when the package is not installed
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from cgd.answers import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.owner = os.getpid()
+        if self._read_line(self.STARTUP_SECONDS) != b"ready":
+            self._kill()
+            raise RuntimeError("the answer-checking worker process did not start")
+
+    def _read_line(self, seconds: float) -> bytes | None:
+        assert self.proc is not None and self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], seconds)
+        if not ready:
+            return None
+        return self.proc.stdout.readline().strip()
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def check(self, prediction_text: str, gold: str, timeout_seconds: float, precision: int) -> bool:
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None or self.owner != os.getpid():
+                self.proc = None  # a forked child never shares its parent's worker
+                self._start()
+            request = {"prediction": prediction_text, "gold": gold, "timeout": timeout_seconds, "precision": precision}
+            assert self.proc is not None and self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+            line = self._read_line(timeout_seconds)
+            if line is None:
+                self.timeouts += 1
+                self._kill()
+                logger.warning(
+                    "answer check exceeded %ss (gold %r); counted as no match (%d so far)",
+                    timeout_seconds,
+                    gold[:60],
+                    self.timeouts,
+                )
+                return False
+            return line == b"1"
+
+
+_WORKER = _Worker()
+atexit.register(_WORKER._kill)
+
+
+def _serve() -> None:
+    """The worker's loop: one JSON request per stdin line, ``1``/``0`` per stdout line."""
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything a library prints must not corrupt the protocol
+    logging.disable(logging.CRITICAL)
+    _parse("\\boxed{1}", 5)  # import and compile the parsers before saying ready
+    out.write(b"ready\n")
+    out.flush()
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        result = match_in_process(
+            request["prediction"], request["gold"], int(request["timeout"]), request["precision"]
+        )
+        out.write(b"1\n" if result else b"0\n")
+        out.flush()
+
+
+def answers_match(prediction_text: str, gold: str, timeout_seconds: float = 5, precision: int = 6) -> bool:
+    """True when the final answer in ``prediction_text`` equals ``gold`` (symbolically or numerically).
+
+    ``prediction_text`` may be a whole response (its last ``\\boxed{}`` is preferred, then lighteval's
+    anchored/plain extraction) or a bare answer. ``gold`` may be ``"42"``, ``"\\frac{1}{2}"``, ``"$x^2$"``,
+    ``"4.5e33"``, a GSM8K ``"... #### 42"`` answer or a solution containing ``\\boxed{}``. Never raises; the whole
+    check takes at most ``timeout_seconds`` on any thread (it runs in a worker process, see the module docstring).
+    """
+    if not prediction_text or gold is None or not str(gold).strip():
+        return False
+    try:
+        return _WORKER.check(str(prediction_text), str(gold), max(1, int(timeout_seconds)), precision)
+    except (OSError, RuntimeError, ValueError) as err:
+        logger.warning("answer-checking worker unavailable (%s); checking in process", err)
+        return match_in_process(prediction_text, str(gold), int(timeout_seconds), precision)
+
+
+def install_thread_safe_timeouts() -> None:
+    """Make lighteval's ``signal.alarm`` guards in math extraction/comparison a no-op off the main thread (where
+    they would raise ``ValueError``) instead of an error. For lighteval's own metrics run in threads; cgd's checker
+    bounds its calls with the worker process instead. Idempotent."""
+    from lighteval.metrics.utils import extractive_match_utils, math_comparison
+
+    for module in (extractive_match_utils, math_comparison):
+        current = module.timeout
+        if not getattr(current, "_cgd_thread_aware", False):
+            module.timeout = _thread_aware_timeout(current)
+
+
+def _thread_aware_timeout(original: Callable[..., Callable]) -> Callable[..., Callable]:
+    @functools.wraps(original)
+    def timeout(timeout_seconds: int = 10) -> Callable[[Callable], Callable]:
+        signal_decorator = original(timeout_seconds)
+
+        def decorator(func: Callable) -> Callable:
+            guarded = signal_decorator(func)
+
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if threading.current_thread() is threading.main_thread():
+                    return guarded(*args, **kwargs)
+                return func(*args, **kwargs)
+
+            return wrapper
+
+        return decorator
+
+    timeout._cgd_thread_aware = True  # type: ignore[attr-defined]
+    return timeout
 
 
 def _letters(num_choices: int) -> str:
@@ -242,9 +435,6 @@ def extract_choice_letter(text: str, num_choices: int) -> str | None:
 
 # --- format drift -------------------------------------------------------------------------------------
 
-# The critic's verdict line the CGD/CFT teacher prompts ask for: "Conclusion: right" / "Conclusion: wrong"
-# (markdown emphasis and brackets tolerated).
-_VERDICT = re.compile(r"conclusion[ \t*]*:[ \t*\[]*(right|wrong)\b", re.IGNORECASE)
 # Phrasing that grades someone else's work. Kept specific: a word problem about "a student" or a
 # solution that says "this is correct" while checking its own arithmetic must not count.
 _CRITIQUE_PHRASES = [
@@ -264,8 +454,9 @@ _CRITIQUE_PHRASES = [
 
 
 def has_verdict(text: str) -> bool:
-    """True when the text carries a ``Conclusion: right|wrong`` verdict line."""
-    return bool(text) and _VERDICT.search(text) is not None
+    """True when the text carries a verdict line the dataset builders would parse (:func:`cgd.verdict.parse_verdict`:
+    ``Conclusion: right``, ``**Conclusion:** Wrong``, ``Conclusion - correct``, a full-width colon ...)."""
+    return parse_verdict(text) != "unparsed"
 
 
 def looks_like_critique(text: str) -> bool:

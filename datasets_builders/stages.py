@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cgd import schema
+from cgd.verdict import parse_verdict
 from datasets_builders.backends import Backend, Completion, Request, Sampling
 from datasets_builders.checkpoint import CheckpointError, StageCheckpoint
 from datasets_builders.prompts import fill_template
-from datasets_builders.verdict import parse_verdict
 
 OUTPUT_COLUMN = {
     "probe": schema.INITIAL_RESPONSE,

@@ -187,3 +187,93 @@ def test_verdict_only_with_conclusion_line():
 )
 def test_ends_with_boxed_answer(text, expected):
     assert ends_with_boxed_answer(text) is expected
+
+
+# --- one verdict parser ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Conclusion: correct",
+        "Conclusion - wrong",
+        "conclusion： right",
+        "**Conclusion:** Incorrect",
+        "### Conclusion - **RIGHT**",
+    ],
+)
+def test_drift_metrics_read_every_verdict_the_builder_reads(text):
+    from cgd.verdict import parse_verdict
+
+    assert parse_verdict(text) in {"right", "wrong"}
+    assert has_verdict(text) and looks_like_critique(text)
+
+
+def test_one_verdict_parser():
+    import cgd.verdict
+
+    with pytest.raises(ImportError):
+        __import__("datasets_builders.verdict")
+    assert not has_verdict("Conclusion: the answer is wrong")  # not guessed at, as in the builder
+    assert cgd.verdict.parse_verdict("Conclusion: the answer is wrong") == "unparsed"
+
+
+# --- e-notation and relative comparison ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gold", "latex"),
+    [
+        ("4.5e33", r"4.5 \times 10^{33}"),
+        ("3.83e35", r"3.83 \times 10^{35}"),
+        ("1e-5", r"10^{-5}"),
+        ("2.88e-19", r"2.88\times10^{-19}"),
+        ("1.325e-27", r"1.325 \times 10^{-27}"),
+        ("6.5e-2", "0.065"),
+    ],
+)
+def test_e_notation_gold_matches_its_latex_form(gold, latex):
+    assert answers_match(rf"The answer is \boxed{{{latex}}}.", gold)
+    assert answers_match(rf"\boxed{{{gold}}}", gold)  # a model that writes e-notation too
+    mantissa, exponent = gold.split("e")
+    ten_times = rf"\boxed{{{mantissa} \times 10^{{{int(exponent) + 1}}}}}"
+    assert not answers_match(ten_times, gold)
+
+
+def test_tiny_values_compare_relatively():
+    assert not answers_match(r"\boxed{5\times10^{-21}}", r"2.88\times10^{-19}")
+    assert not answers_match(r"\boxed{0.000000001}", "0.000000002")
+    assert answers_match(r"\boxed{0.333333}", r"\frac{1}{3}")  # the 6-decimal rounding still holds
+    assert answers_match(r"\boxed{2.88\times10^{-19}}", "2.88e-19")
+
+
+def test_minerva_e_notation_golds(shared_data):
+    """Every lone e-notation gold of the local Minerva Math file matches its LaTeX scientific form, none 10x off."""
+    import json
+    import re
+
+    rows = [json.loads(line) for line in (shared_data / "eval" / "minerva_math" / "test.jsonl").open()]
+    sci = re.compile(r"\s*([-+]?\d+(?:\.\d+)?)[eE]([-+]?\d+)\s*")
+    golds = [str(r["answer"]) for r in rows if sci.fullmatch(str(r["answer"]))]
+    assert len(golds) >= 50
+    matched = off = 0
+    for gold in golds:
+        mantissa, exponent = sci.fullmatch(gold).groups()
+        matched += answers_match(rf"\boxed{{{mantissa} \times 10^{{{int(exponent)}}}}}", gold)
+        off += answers_match(rf"\boxed{{{mantissa} \times 10^{{{int(exponent) + 1}}}}}", gold)
+    assert matched >= 0.9 * len(golds) and off == 0
+
+
+# --- every call bounded, on any thread ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", [r"9^{9^{9}}", "9" * 1_000_000])
+def test_answer_check_is_bounded_on_any_thread(answer):
+    results: list[bool] = []
+    start = time.perf_counter()
+    thread = threading.Thread(target=lambda: results.append(answers_match(rf"\boxed{{{answer}}}", "3", 3)))
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and results == [False]
+    assert time.perf_counter() - start < 15  # 3 s deadline; a worker restart is the rest
+    assert answers_match(r"\boxed{3}", "3")  # the next call works (a fresh worker)

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import pytest
 
 from cgd import schema
+from cgd.verdict import parse_verdict
 from datasets_builders import config as cfg
 from datasets_builders.backends.base import Completion, Request, Sampling
 from datasets_builders.checkpoint import CheckpointError, ShardLock, StageCheckpoint, check_fingerprints
 from datasets_builders.filters import Decontaminator, FilterCount, apply_filters, mix_sizes, select_verdict_mix
 from datasets_builders.prompts import CRITIQUE_TEMPLATE, check_template, fill_template
 from datasets_builders.sources import select_questions, stable_id
-from datasets_builders.verdict import parse_verdict
 
 # -- verdicts -------------------------------------------------------------------------------------
 

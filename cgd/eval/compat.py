@@ -48,9 +48,7 @@ import importlib
 import logging
 import os
 import sys
-import threading
 import warnings
-from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
@@ -188,39 +186,11 @@ def honour_max_new_tokens() -> None:
     _state["max_new_tokens"] = True
 
 
-def _thread_aware_timeout(original: Callable[..., Callable]) -> Callable[..., Callable]:
-    @functools.wraps(original)
-    def timeout(timeout_seconds: int = 10) -> Callable[[Callable], Callable]:
-        signal_decorator = original(timeout_seconds)
-
-        def decorator(func: Callable) -> Callable:
-            guarded = signal_decorator(func)
-
-            @functools.wraps(func)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if threading.current_thread() is threading.main_thread():
-                    return guarded(*args, **kwargs)
-                return func(*args, **kwargs)
-
-            return wrapper
-
-        return decorator
-
-    timeout._cgd_thread_aware = True  # type: ignore[attr-defined]
-    return timeout
-
-
 def install_thread_safe_timeouts() -> None:
-    """Make lighteval's math extraction/comparison timeouts usable from worker threads. Idempotent."""
-    if _state.get("timeouts"):
-        return
-    from lighteval.metrics.utils import extractive_match_utils, math_comparison
+    """lighteval's math timeouts usable from worker threads (the logic lives in the core: :mod:`cgd.answers`)."""
+    from cgd.answers import install_thread_safe_timeouts as install
 
-    for module in (extractive_match_utils, math_comparison):
-        current = module.timeout
-        if not getattr(current, "_cgd_thread_aware", False):
-            module.timeout = _thread_aware_timeout(current)
-    _state["timeouts"] = True
+    install()
 
 
 def check_versions() -> list[str]:
