@@ -1,4 +1,5 @@
-"""Tiny offline models for tests and CPU benchmarks: a BPE tokenizer trained on the spot and random Llamas.
+"""Tiny offline models and synthetic rows for tests and benchmarks: a BPE tokenizer trained on the spot, random
+Llamas, and CGD triplets (short arithmetic ones, or long word-salad ones of any length distribution).
 
 Nothing here touches the network. The tokenizer carries a ChatML chat template (SmolLM2's layout),
 so everything that renders through ``apply_chat_template`` is exercised as it would be for a real
@@ -8,6 +9,7 @@ instruct model.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 CHATML_TEMPLATE = (
@@ -19,7 +21,7 @@ CHATML_TEMPLATE = (
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-#: Words the tiny tokenizer is trained on (benchmarks draw synthetic text from the same list).
+#: Words the tiny tokenizer is trained on; synthetic text draws from the same list, so it tokenizes compactly.
 WORDS = (
     "the a question answer student teacher critique step final boxed is are of to and in that it for with "
     "right wrong conclusion solve compute total each number sum product difference equation value so "
@@ -107,8 +109,12 @@ def save_tiny_checkpoint(output_dir: str | Path, **model_kwargs) -> Path:
     return output_dir
 
 
-def make_triplet_rows(num_rows: int = 16, seed: int = 0) -> list[dict]:
-    """Synthetic CGD rows with every schema column filled, for tests of the training path."""
+def make_triplet_rows(num_rows: int = 16, seed: int = 0, repeat: int = 1) -> list[dict]:
+    """Synthetic CGD rows with every schema column filled, for tests of the training path.
+
+    ``repeat`` > 1 writes the draft, critique and refined answer that many times (joined by newlines), for rows with
+    CGD's proportions: most tokens in the prompt, a long target.
+    """
     from cgd import schema
 
     rng = random.Random(seed)
@@ -137,5 +143,48 @@ def make_triplet_rows(num_rows: int = 16, seed: int = 0) -> list[dict]:
         for stage in schema.STAGES:
             row[schema.finish_reason_column(stage)] = "stop"
             row[schema.num_tokens_column(stage)] = 10
+        if repeat > 1:
+            for key in (schema.INITIAL_RESPONSE, schema.CRITIQUE, schema.REFINED_RESPONSE):
+                row[key] = "\n".join([row[key]] * repeat)
+        rows.append(row)
+    return rows
+
+
+def synthetic_text(rng: random.Random, num_words: int, number_rate: float = 0.04) -> str:
+    """``num_words`` words from :data:`WORDS` (a number in place of a word at ``number_rate``), punctuated every 17."""
+    words = []
+    for i in range(max(1, num_words)):
+        words.append(str(rng.randint(0, 999)) if rng.random() < number_rate else rng.choice(WORDS))
+        if i % 17 == 16:
+            words[-1] += rng.choice([".", ",", ":", "\n"])
+    return " ".join(words)
+
+
+def make_text_rows(
+    num_rows: int,
+    word_counts: Callable[[random.Random], tuple[int, int, int, int]],
+    seed: int = 0,
+    number_rate: float = 0.04,
+) -> list[dict]:
+    """Triplet rows of synthetic text, every schema column filled, for benchmarks at realistic lengths.
+
+    ``word_counts(rng)`` gives each row's (question, draft, critique, refined answer) word counts, so the caller
+    chooses the length distribution; the critique ends with a ``Conclusion:`` line matching a random verdict.
+    """
+    from cgd import schema
+
+    base = make_triplet_rows(1)[0]
+    rng = random.Random(seed)
+    rows = []
+    for i in range(num_rows):
+        question, draft, critique, answer = word_counts(rng)
+        verdict = rng.choice(["right", "wrong"])
+        row = dict(base)
+        row[schema.ID] = f"bench-{i}"
+        row[schema.QUESTION] = synthetic_text(rng, question, number_rate)
+        row[schema.INITIAL_RESPONSE] = synthetic_text(rng, draft, number_rate)
+        row[schema.CRITIQUE] = synthetic_text(rng, critique, number_rate) + f"\nConclusion: {verdict}"
+        row[schema.VERDICT] = verdict
+        row[schema.REFINED_RESPONSE] = synthetic_text(rng, answer, number_rate)
         rows.append(row)
     return rows
