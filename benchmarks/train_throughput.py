@@ -1,18 +1,25 @@
 #!/usr/bin/env python
-"""Training throughput: plain TRL ``SFTTrainer`` defaults vs the CGD path, on the same rows, in one process.
+"""Training throughput and step time: plain TRL ``SFTTrainer`` vs the CGD path, on the same rows, in one process.
 
-Every set-up trains a freshly initialised random Llama (same seed, so the same weights) for ``--steps`` optimizer
-steps on the same synthetic CGD rows and is timed over the steps after ``--warmup_steps``. The table gives real
-(non-pad) tokens/s, loss tokens/s, the padding fraction, MFU (6·N·real tokens/s ÷ ``--peak_tflops``), peak memory,
-the ratio to the first set-up (plain TRL defaults) and two correctness columns: the loss of the set-up's own
-training path on a fixed batch of rows at initialisation, and after training, each compared with plain TRL.
+Every set-up (``train_setups.py``) trains a freshly initialised random Llama (same seed, so the same weights) for
+``--steps`` optimizer steps on the same synthetic CGD rows and is timed over the steps after ``--warmup_steps``. The
+table gives real (non-pad) tokens/s, loss tokens/s, the padding fraction, MFU (6·N·real tokens/s ÷ ``--peak_tflops``),
+peak memory, the ratio to the first set-up (plain TRL defaults) and two correctness columns: the loss of the set-up's
+own training path on a fixed batch of rows at initialisation, and after training, each compared with plain TRL.
 
-Rows: text triplets of CGD-like token lengths (prompt ≈ 690 tokens, completion ≈ 440, long-tailed, capped at
-``--max_length``) written with the tokenizer that ``cgd.testing.make_tiny_tokenizer`` trains on the spot (no
-download). They are encoded once by :class:`cgd.collator.CGDEncoder`; plain TRL gets the encoded ids as pre-tokenized
-``input_ids`` + ``completion_mask`` (so TRL builds identical labels), the CGD path gets the raw triplets and encodes
-them itself through :class:`cgd.trainer.CGDTrainer`. The model keeps its full vocabulary (the LM head costs what it
-costs in the real model); the rows only use the tokenizer's few hundred ids.
+Step time: every ``trl_*`` set-up run beside a ``cgd_*`` one with the same settings forms a pair. For each pair the
+script checks that both trainers hold the same ``input_ids``/``labels`` and reports the median wall and process-CPU
+time of a step (fetch + collate + forward + backward + optimizer, between consecutive ``on_step_end``), the CGD/TRL
+ratio per repeat and its median over repeats, and both trainers' first losses. Repeats run the set-ups in
+alternating order (the machine may be shared); on a shared CPU, CPU time is the fairer clock.
+
+Rows (``cgd.testing``, written for the tokenizer ``make_tiny_tokenizer`` trains on the spot, no download): triplets
+of CGD-like token lengths (prompt ≈ 690, completion ≈ 440, long-tailed, capped at ``--max_length``), or with
+``--triplet_repeat N`` short arithmetic triplets whose draft, critique and answer are repeated N times. They are
+encoded once by :class:`cgd.collator.CGDEncoder`; plain TRL gets the encoded ids as pre-tokenized ``input_ids`` +
+``completion_mask`` (so TRL builds identical labels), the CGD path gets the raw triplets and encodes them itself
+through :class:`cgd.trainer.CGDTrainer`. The model keeps its full vocabulary (the LM head costs what it costs in the
+real model); the rows only use the tokenizer's few hundred ids.
 
 Examples::
 
@@ -23,27 +30,29 @@ Examples::
         --setups trl_defaults,cgd_defaults,cgd_recipe,cgd_recipe_padfree
     # Collation rows/s, padding by batch size and the bf16-update check, no training (CPU, a minute)
     python benchmarks/train_throughput.py --model_size 1.2b --setups none --collator_bench --bf16_update_check
+    # Step time, CGDTrainer vs SFTTrainer on identical tokens (add _padfree to both names for padding-free)
+    OMP_NUM_THREADS=1 python benchmarks/train_throughput.py --model_size 3.5m --triplet_repeat 4 --batch_size 8 \\
+        --lr 1e-4 --steps 12 --warmup_steps 2 --repeats 5 --setups trl_nockpt,cgd_nockpt
     # What each option buys on CPU (docs/benchmarks.md has the exact commands and tables)
-    python benchmarks/train_throughput.py --model_size small --repeats 3 \
+    python benchmarks/train_throughput.py --model_size small --repeats 3 \\
         --setups trl_defaults,cgd_defaults,cgd_grouped,cgd_padfree_sdpa,cgd_padfree,cgd_recipe,cgd_recipe_padfree
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
+import hashlib
 import importlib.util
 import json
 import math
 import os
-import random
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,300 +60,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Runnable as `python benchmarks/train_throughput.py` from a checkout without installing the package.
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 import torch  # noqa: E402
+from train_setups import (  # noqa: E402  (a sibling module: the script's folder is on sys.path)
+    LENGTH_SCALE,
+    MODEL_SHAPES,
+    Setup,
+    build_model,
+    make_rows,
+    make_setups,
+    restore_module,
+)
 from transformers import PrinterCallback  # noqa: E402
 
-import cgd.attention as cgd_attention  # noqa: E402
-from cgd.attention import (  # noqa: E402
-    VARLEN_ATTENTION,
-    check_varlen_attention,
-    register_varlen_attention,
-    varlen_kernel,
-)
-from cgd.testing import WORDS  # noqa: E402
+from cgd.attention import register_varlen_attention  # noqa: E402
 
 GiB = 1024**3
-
-# --------------------------------------------------------------------------------------------------
-# Model shapes (random init from config, nothing downloaded)
-# --------------------------------------------------------------------------------------------------
-
-MODEL_SHAPES: dict[str, dict[str, Any]] = {
-    # Small enough for CPU tests: 2 layers, GQA, tied embeddings.
-    "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=1024,
-        tie_word_embeddings=True,
-    ),
-    # A CPU study shape: big enough that matmuls, not Python, dominate a step; seconds per step on 2 cores.
-    "small": dict(
-        hidden_size=256,
-        intermediate_size=768,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=8192,
-        tie_word_embeddings=True,
-    ),
-    # SmolLM2-135M.
-    "135m": dict(
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        vocab_size=49152,
-        tie_word_embeddings=True,
-        rope_theta=100000.0,
-    ),
-    # Llama-3.2-1B (1.24B parameters).
-    "1.2b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=64,
-        vocab_size=128256,
-        tie_word_embeddings=True,
-        rope_theta=500000.0,
-    ),
-    # Llama-3.1-8B; use --num_layers to fit one GPU.
-    "8b": dict(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=128256,
-        tie_word_embeddings=False,
-        rope_theta=500000.0,
-    ),
-}
-
-#: Per-device batch of the TRL-defaults baseline per shape (issue 7's measurements), and of the fast set-ups.
-DEFAULT_BATCH = {"tiny": 4, "small": 4, "135m": 8, "1.2b": 4, "8b": 2}
-FAST_BATCH = {"tiny": 8, "small": 8, "135m": 16, "1.2b": 8, "8b": 4}
-
-#: Row lengths as a fraction of the real ones (prompt ≈ 690, completion ≈ 440, max 2048): tiny keeps CPU tests fast.
-LENGTH_SCALE = {"tiny": 0.2, "small": 0.5, "135m": 1.0, "1.2b": 1.0, "8b": 1.0}
-
-
-def build_model(
-    size: str, num_layers: int | None, attn: str, device: torch.device, seed: int, pad_id: int, eos_id: int
-) -> torch.nn.Module:
-    """A random-init ``LlamaForCausalLM`` of shape ``size`` on ``device`` (same ``seed`` -> same weights)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    shape = dict(MODEL_SHAPES[size])
-    if num_layers:
-        shape["num_hidden_layers"] = num_layers
-    config = LlamaConfig(
-        **shape, max_position_embeddings=8192, pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=None
-    )
-    config._attn_implementation = attn
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = LlamaForCausalLM(config)
-    return model
-
-
-# --------------------------------------------------------------------------------------------------
-# Synthetic CGD rows
-# --------------------------------------------------------------------------------------------------
-
-
-def _lognormal_tokens(rng: random.Random, mean: float, sigma: float, low: int) -> int:
-    mu = math.log(mean) - sigma**2 / 2  # so that the mean is `mean`
-    return max(low, int(rng.lognormvariate(mu, sigma)))
-
-
-def _text(rng: random.Random, num_tokens: int) -> str:
-    words = []
-    for i in range(max(1, num_tokens)):
-        words.append(str(rng.randint(0, 999)) if rng.random() < 0.04 else rng.choice(WORDS))
-        if i % 17 == 16:
-            words[-1] += rng.choice([".", ",", ":", "\n"])
-    return " ".join(words)
-
-
-def make_cgd_rows(
-    num_rows: int,
-    prompt_mean: float,
-    completion_mean: float,
-    sigma: float = 0.7,
-    seed: int = 0,
-    tokens_per_word: float = 1.0,
-    overhead: int = 60,
-) -> list[dict[str, Any]]:
-    """Triplet rows whose encoded prompt/completion lengths average ``prompt_mean``/``completion_mean`` tokens.
-
-    Lengths are log-normal (a long tail, like real generations). The prompt's tokens past the template
-    (``overhead``) are split between question (20%), initial answer (45%) and critique (35%); word counts are
-    token counts divided by ``tokens_per_word``.
-    """
-    from cgd.testing import make_triplet_rows
-
-    base = make_triplet_rows(1)[0]
-    rng = random.Random(seed)
-    rows = []
-    for i in range(num_rows):
-        body = _lognormal_tokens(rng, max(1.0, prompt_mean - overhead), sigma, 12) / tokens_per_word
-        completion = _lognormal_tokens(rng, completion_mean, sigma, 8) / tokens_per_word
-        verdict = rng.choice(["right", "wrong"])
-        row = dict(base)
-        row.update(
-            id=f"bench-{i}",
-            question=_text(rng, int(body * 0.20)),
-            initial_response=_text(rng, int(body * 0.45)),
-            critique=_text(rng, int(body * 0.35)) + f"\nConclusion: {verdict}",
-            verdict=verdict,
-            refined_response=_text(rng, int(completion) - 2),
-        )
-        rows.append(row)
-    return rows
-
-
-def calibrate_rows(tokenizer: Any, args: argparse.Namespace, scale: float) -> list[dict[str, Any]]:
-    """Rows of the requested mean token lengths, with tokens per word and the template's tokens measured first."""
-    from cgd.collator import CGDEncoder
-
-    encoder = CGDEncoder(tokenizer, "cgd", None)
-    sample = _text(random.Random(12345), 5000)
-    tokens_per_word = len(tokenizer(sample, add_special_tokens=False)["input_ids"]) / 5000
-    return make_cgd_rows(
-        args.num_rows,
-        args.prompt_mean * scale,
-        args.completion_mean * scale,
-        args.length_sigma,
-        seed=args.seed,
-        tokens_per_word=tokens_per_word,
-        overhead=encoder.minimal_prompt_length() + 6,  # + the verdict line
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Set-ups
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Setup:
-    """One training configuration. ``path`` is "trl" (plain SFTTrainer) or "cgd" (CGDTrainer + CGDCollator)."""
-
-    name: str
-    path: str
-    batch_size: int
-    gradient_checkpointing: bool = True
-    bf16_weights: bool = False
-    group_by_length: bool = False
-    padding_free: bool = False
-    attn: str = "sdpa"
-    liger: bool = False
-    compile: bool = False
-    note: str = ""
-
-
-def make_setups(args: argparse.Namespace, device: torch.device, gpu: bool) -> tuple[list[Setup], list[str]]:
-    """The named set-ups for this run, and notes on the ones left out (kernels missing on this machine)."""
-    b0 = args.batch_size or DEFAULT_BATCH[args.model_size]
-    b1 = args.fast_batch_size or FAST_BATCH[args.model_size]
-    liger_ok = gpu and importlib.util.find_spec("liger_kernel") is not None
-    fa2_ok = gpu and importlib.util.find_spec("flash_attn") is not None
-    dtype = torch.bfloat16 if gpu else torch.float32
-    varlen_status = check_varlen_attention(device, dtype)
-    if varlen_status != "ok" and varlen_kernel(device) != "per-sequence sdpa":
-        first = f"{varlen_kernel(device)} {varlen_status}"
-        cgd_attention.VARLEN_BACKEND = "sdpa_loop"  # keep cgd_varlen, on its exact per-sequence sdpa kernel
-        varlen_status = f"{check_varlen_attention(device, dtype)} after {first}"
-    varlen_ok = varlen_status.startswith("ok")
-    varlen_kind = varlen_kernel(device)
-    fast_attn = "flash_attention_2" if fa2_ok else (VARLEN_ATTENTION if varlen_ok else "sdpa")
-    liger_status = _check_liger(device) if liger_ok else "not installed" if gpu else "needs CUDA"
-    liger_ok = liger_status == "ok"
-    # fp32 master weights + bf16 autocast: bf16-stored weights lose AdamW updates at CGD's learning rates
-    # (see --bf16_update_check); cgd_recipe_bf16w measures what they would buy.
-    fast = dict(batch_size=b1, gradient_checkpointing=False, liger=liger_ok, attn=fast_attn)
-    catalogue = {
-        "trl_defaults": Setup("trl_defaults", "trl", b0, note="SFTTrainer defaults: padded, grad ckpt, sdpa"),
-        "cgd_defaults": Setup("cgd_defaults", "cgd", b0, note="CGD path, same settings as trl_defaults"),
-        "cgd_grouped": Setup("cgd_grouped", "cgd", b0, group_by_length=True, note="+ length-grouped batches"),
-        "cgd_padfree_sdpa": Setup(
-            "cgd_padfree_sdpa", "cgd", b0, padding_free=True, note="+ padding-free, sdpa block-diagonal mask"
-        ),
-        "cgd_padfree": Setup(
-            "cgd_padfree", "cgd", b0, padding_free=True, attn=fast_attn, note=f"+ padding-free, {varlen_kind}"
-        ),
-        "trl_fast": Setup("trl_fast", "trl", **fast, note="TRL with the recipe's kernel/precision/batch settings"),
-        "cgd_fast": Setup("cgd_fast", "cgd", **fast, note="CGD path, same settings as trl_fast"),
-        "cgd_recipe": Setup("cgd_recipe", "cgd", **fast, group_by_length=True, note="cgd_fast + length-grouped"),
-        "cgd_recipe_padfree": Setup(
-            "cgd_recipe_padfree", "cgd", **fast, padding_free=True, note=f"cgd_fast + padding-free ({varlen_kind})"
-        ),
-        "cgd_recipe_bf16w": Setup(
-            "cgd_recipe_bf16w",
-            "cgd",
-            **fast,
-            group_by_length=True,
-            bf16_weights=True,
-            note="cgd_recipe + bf16 weights",
-        ),
-        "cgd_recipe_compile": Setup(
-            "cgd_recipe_compile", "cgd", **fast, group_by_length=True, compile=True, note="cgd_recipe + torch.compile"
-        ),
-    }
-    names = [n.strip() for n in args.setups.split(",") if n.strip()]
-    if names == ["all"]:
-        names = list(catalogue)
-    elif names == ["none"]:  # only the collator / padding / bf16 measurements
-        names = []
-    unknown = [n for n in names if n not in catalogue]
-    if unknown:
-        raise SystemExit(f"unknown set-up(s) {unknown}; choose from {list(catalogue)}")
-    notes = [f"varlen attention self-check on {device.type}: {varlen_status} ({varlen_kind})"]
-    notes.append(f"liger_kernel: {liger_status}; flash_attn: {'yes' if fa2_ok else 'no'}")
-    setups = []
-    for n in names:
-        s = catalogue[n]
-        if s.attn == VARLEN_ATTENTION and not varlen_ok:
-            notes.append(f"{n}: varlen attention failed its self-check, using sdpa")
-            s = replace(s, attn="sdpa")
-        setups.append(s)
-    return setups, notes
-
-
-def _check_liger(device: torch.device) -> str:
-    """Apply liger's layer kernels to a small Llama and run a step; "ok" or why not (then the set-ups go without)."""
-    try:
-        from liger_kernel.transformers import _apply_liger_kernel_to_instance
-
-        with _restore_module("transformers.models.llama.modeling_llama"):
-            model = build_model("tiny", None, "sdpa", device, 0, 0, 1)
-            _apply_liger_kernel_to_instance(
-                model=model,
-                rope=True,
-                rms_norm=True,
-                swiglu=True,
-                cross_entropy=False,
-                fused_linear_cross_entropy=False,
-            )
-            ids = torch.randint(3, 500, (2, 64), device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-        return "ok" if torch.isfinite(loss).item() else "non-finite loss"
-    except Exception as exc:  # noqa: BLE001
-        return f"failed: {type(exc).__name__}: {exc}"[:200]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,6 +96,9 @@ class RunResult:
     final_loss: float
     data_ms: float = float("nan")  # sampler + dataset fetch + collate (+ device copy) per batch, timed apart
     train_losses: list[float] = field(default_factory=list)
+    step_wall: list[float] = field(default_factory=list)  # seconds per optimizer step, every step
+    step_cpu: list[float] = field(default_factory=list)  # process CPU seconds per step (all threads)
+    tokens_digest: str = ""  # of the input_ids and labels the trainer's dataset holds
     error: str | None = None
 
     @classmethod
@@ -424,20 +157,26 @@ def _batch_counts(inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, i
 
 
 class _StepClock:
-    """A TrainerCallback that stamps the end of every optimizer step (after a device sync)."""
+    """A TrainerCallback that stamps the end of every optimizer step (after a device sync), in wall and CPU time.
+
+    On a CPU box shared with other jobs, wall time also counts the time the process waited for a core; its CPU time
+    (``time.process_time``, all threads of this process) counts only the work.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.stamps: list[float] = []
+        self.cpu_stamps: list[float] = []
         self.rss: list[float] = []
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
         _sync(self.device)
-        self.stamps = [time.perf_counter()]
+        self.stamps, self.cpu_stamps = [time.perf_counter()], [time.process_time()]
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         _sync(self.device)
         self.stamps.append(time.perf_counter())
+        self.cpu_stamps.append(time.process_time())
         if self.device.type == "cpu":
             self.rss.append(_rss_gib())
 
@@ -456,7 +195,7 @@ def _common_config(setup: Setup, args: argparse.Namespace, out_dir: str, mixed_b
         learning_rate=args.lr,
         lr_scheduler_type="constant",
         warmup_steps=0,
-        logging_steps=args.steps,
+        logging_steps=1,  # every step on every set-up: the per-step metrics cost the same on both paths
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,
@@ -479,6 +218,8 @@ def _make_trainer(setup: Setup, model: torch.nn.Module, data: dict[str, Any], ar
     if setup.path == "trl":
         from trl import SFTConfig, SFTTrainer
 
+        if setup.padding_free:  # the rows are within max_length already; TRL refuses one it would not enforce
+            cfg.update(padding_free=True, max_length=None)
         config = SFTConfig(**cfg, completion_only_loss=True)
         return SFTTrainer(
             model=model, args=config, train_dataset=data["trl_dataset"], processing_class=data["tokenizer"]
@@ -506,6 +247,14 @@ def _data_ms(trainer, device: torch.device, batches: int) -> float:
     return 1e3 * (time.perf_counter() - t0) / max(n, 1)
 
 
+def _tokens_digest(dataset) -> str:
+    """A digest of the ``input_ids`` and ``labels`` a trainer trains on (TRL folds ``completion_mask`` into labels)."""
+    h = hashlib.sha256()
+    for column in ("input_ids", "labels"):
+        h.update(json.dumps(list(dataset[column])).encode())
+    return h.hexdigest()[:16]
+
+
 @torch.no_grad()
 def _path_loss(trainer, rows: list[dict[str, Any]]) -> float:
     """Token-mean loss of ``rows`` through the trainer's own collator and ``compute_loss`` (eval mode)."""
@@ -521,21 +270,6 @@ def _path_loss(trainer, rows: list[dict[str, Any]]) -> float:
         model.train(was_training)
 
 
-@contextlib.contextmanager
-def _restore_module(module_name: str):
-    """Undo global monkey-patches (liger patches transformers' Llama module functions) after a set-up."""
-    import importlib
-
-    module = importlib.import_module(module_name)
-    saved = dict(vars(module))
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if vars(module).get(key) is not value:
-                setattr(module, key, value)
-
-
 def run_setup(setup: Setup, data: dict[str, Any], args: argparse.Namespace, device: torch.device) -> RunResult:
     """Build a fresh model and trainer for ``setup``, train ``args.steps`` steps, measure."""
     gpu = device.type == "cuda"
@@ -545,13 +279,14 @@ def run_setup(setup: Setup, data: dict[str, Any], args: argparse.Namespace, devi
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     rss0 = _rss_gib()
-    with _restore_module("transformers.models.llama.modeling_llama"), tempfile.TemporaryDirectory() as out_dir:
+    with restore_module("transformers.models.llama.modeling_llama"), tempfile.TemporaryDirectory() as out_dir:
         model = build_model(
             args.model_size, args.num_layers, setup.attn, device, args.seed, data["pad_id"], data["eos_id"]
         )
         if setup.bf16_weights and mixed_bf16:
             model = model.to(torch.bfloat16)
         trainer = _make_trainer(setup, model, data, args, out_dir, mixed_bf16)
+        digest = _tokens_digest(trainer.train_dataset)
         init_loss = _path_loss(trainer, data["check_rows"])
 
         counts: list[tuple[Any, Any, int, int]] = []
@@ -584,8 +319,11 @@ def run_setup(setup: Setup, data: dict[str, Any], args: argparse.Namespace, devi
         else:
             peak = max(clock.rss or [rss0])
         result = RunResult(
-            setup.name, seconds, len(timed), real, loss_tok, slots, rows, peak, init_loss, final_loss, data_ms, losses
-        )
+            setup.name, seconds, len(timed), real, loss_tok, slots, rows, peak, init_loss, final_loss, data_ms, losses,
+            step_wall=[b - a for a, b in zip(clock.stamps, clock.stamps[1:])],
+            step_cpu=[b - a for a, b in zip(clock.cpu_stamps, clock.cpu_stamps[1:])],
+            tokens_digest=digest,
+        )  # fmt: skip
         del trainer, model
     gc.collect()
     if gpu:
@@ -786,6 +524,54 @@ def make_table(
     return "\n".join(lines + legend)
 
 
+def step_time_table(
+    results: dict[str, list[RunResult]], setups: list[Setup], warmup_steps: int
+) -> tuple[str, list[dict[str, Any]]]:
+    """CGD vs TRL step time for every pair of set-ups with the same settings: medians per clock, paired ratios.
+
+    A run's step time is the median of its steps after ``warmup_steps``; a pair's ratio is the median over repeats
+    of each repeat's CGD/TRL ratio. Also says whether both trained on the same tokens, and their first losses.
+    """
+    pairs = [
+        (t, c) for c in setups if c.path == "cgd" for t in setups if t.path == "trl" and t.settings() == c.settings()
+    ]
+    lines, summary = [], []
+    for trl, cgd in pairs:
+        runs = list(zip(results.get(trl.name, []), results.get(cgd.name, [])))
+        runs = [(t, c) for t, c in runs if t.error is None and c.error is None]
+        if not runs:
+            continue
+        same = all(t.tokens_digest == c.tokens_digest for t, c in runs)
+        first = {name: [round(x, 4) for x in r.train_losses[:3]] for name, r in zip((trl.name, cgd.name), runs[0])}
+        lines += [
+            "",
+            f"Step time, `{cgd.name}` vs `{trl.name}` ({len(runs)} paired repeats, {warmup_steps} warm-up steps "
+            f"dropped). Same input_ids/labels in both: {'yes' if same else 'NO'}. First losses: "
+            + ", ".join(f"{k} {v}" for k, v in first.items()),
+            "",
+            "| clock | plain TRL `SFTTrainer` (ms/step) | `CGDTrainer` (ms/step) | CGD / TRL, median of paired repeats "
+            "| per-repeat ratios |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
+        row = {"trl": trl.name, "cgd": cgd.name, "same_tokens": same, "first_losses": first}
+        for clock, attr in (("CPU time", "step_cpu"), ("wall time", "step_wall")):
+            ms = {side: [1e3 * statistics.median(getattr(r, attr)[warmup_steps:]) for r in side_runs]
+                  for side, side_runs in (("trl", [t for t, _ in runs]), ("cgd", [c for _, c in runs]))}  # fmt: skip
+            ratios = [c / t for t, c in zip(ms["trl"], ms["cgd"])]
+            row[clock] = {"trl_ms": statistics.median(ms["trl"]), "cgd_ms": statistics.median(ms["cgd"]),
+                          "ratio": statistics.median(ratios), "ratios": ratios}  # fmt: skip
+            lines.append(
+                f"| {clock} | {row[clock]['trl_ms']:,.1f} | {row[clock]['cgd_ms']:,.1f} | {row[clock]['ratio']:.3f} "
+                f"| {', '.join(f'{r:.3f}' for r in ratios)} |"
+            )
+        lines.append(
+            f"\nCGD overhead: {(row['CPU time']['ratio'] - 1) * 100:+.1f}% CPU time, "
+            f"{(row['wall time']['ratio'] - 1) * 100:+.1f}% wall time (target: <= +3%)"
+        )
+        summary.append(row)
+    return "\n".join(lines), summary
+
+
 def _quiet() -> None:
     """Keep the output to the table: no progress bars, no per-run training logs or encoding summaries."""
     import logging
@@ -832,20 +618,23 @@ def _write(
     path = Path(args.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     (path / "table.md").write_text(table + "\n")
-    raw = {
+    (path / "results.json").write_text(
+        json.dumps({"args": vars(args), "results": _raw(results), **(extra or {})}, indent=2, default=str)
+    )
+
+
+def _raw(results: dict[str, list[RunResult]]) -> dict[str, list[dict[str, Any]]]:
+    return {
         k: [asdict(r) | {"real_tps": r.real_tps, "pad_fraction": r.pad_fraction} for r in v]
         for k, v in results.items()
     }
-    (path / "results.json").write_text(
-        json.dumps({"args": vars(args), "results": raw, **(extra or {})}, indent=2, default=str)
-    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model_size", choices=list(MODEL_SHAPES), default="tiny")
     p.add_argument("--num_layers", type=int, default=None, help="override the shape's layer count (e.g. 8b at 4)")
-    p.add_argument("--num_rows", type=int, default=None, help="rows to train on (default 2000; tiny 256)")
+    p.add_argument("--num_rows", type=int, default=None, help="rows to train on (default 2000; tiny/3.5m/small 256)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per set-up (default 40; CPU 6)")
     p.add_argument("--warmup_steps", type=int, default=None, help="untimed first steps (default 10; CPU 2)")
     p.add_argument("--repeats", type=int, default=1, help="runs per set-up, interleaved; medians are reported")
@@ -858,10 +647,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--length_sigma", type=float, default=0.7, help="log-normal spread of the row lengths")
     p.add_argument("--length_scale", type=float, default=None, help="scale row lengths (default: tiny 0.2, else 1)")
     p.add_argument(
+        "--triplet_repeat",
+        type=int,
+        default=None,
+        help="train on cgd.testing's arithmetic triplets, draft/critique/answer repeated this many times",
+    )
+    p.add_argument(
         "--lr",
         type=float,
         default=None,
-        help="same for every set-up (default 1e-5; tiny/small 1e-3 so the loss moves)",
+        help="same for every set-up (default 1e-5; tiny/3.5m/small 1e-3 so the loss moves)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -877,13 +672,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output_dir", default=None, help="write table.md and results.json here")
     args = p.parse_args(argv)
     gpu = torch.cuda.is_available()
-    args.num_rows = args.num_rows or (256 if args.model_size in ("tiny", "small") else 2000)
+    args.num_rows = args.num_rows or (256 if args.model_size in ("tiny", "3.5m", "small") else 2000)
     args.steps = args.steps or (40 if gpu else 6)
     args.warmup_steps = args.warmup_steps if args.warmup_steps is not None else (10 if gpu else 2)
     if args.warmup_steps >= args.steps:
         p.error("--warmup_steps must be below --steps")
     args.length_scale = args.length_scale or LENGTH_SCALE[args.model_size]
-    args.lr = args.lr or (1e-3 if args.model_size in ("tiny", "small") else 1e-5)
+    args.lr = args.lr or (1e-3 if args.model_size in ("tiny", "3.5m", "small") else 1e-5)
     args.max_length = args.max_length or int(2048 * args.length_scale)
     if args.peak_tflops is None and gpu and "H100" in torch.cuda.get_device_name(0):
         args.peak_tflops = 989.0
@@ -898,7 +693,7 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
     from cgd.testing import make_tiny_tokenizer
 
     tokenizer = make_tiny_tokenizer()
-    raw_rows = calibrate_rows(tokenizer, args, args.length_scale)
+    raw_rows = make_rows(tokenizer, args)
     raw = Dataset.from_list(raw_rows)
     encoded, report = encode_dataset(raw, CGDEncoder(tokenizer, "cgd", args.max_length))
     enc_rows = encoded.to_list()
@@ -965,7 +760,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     results: dict[str, list[RunResult]] = {s.name: [] for s in setups}
     for rep in range(args.repeats):
-        for setup in setups:
+        for setup in setups if rep % 2 == 0 else setups[::-1]:  # alternate the order: the machine may be shared
             t = time.perf_counter()
             try:
                 r = run_setup(setup, data, args, device)
@@ -992,12 +787,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "notes": notes,
         "n_params": n_params,
         "setups": [asdict(x) for x in setups],
-        "results": {
-            k: [asdict(r) | {"real_tps": r.real_tps, "pad_fraction": r.pad_fraction} for r in v]
-            for k, v in results.items()
-        },
+        "results": _raw(results),
         "table": table,
     }
+    steps_text, out["step_time"] = step_time_table(results, setups, args.warmup_steps)
+    if steps_text:
+        print(steps_text)
+        out["table"] += "\n" + steps_text
     if args.collator_bench:
         batch = args.collator_batch_size
         rates = collator_bench(data, args, batch)

@@ -1,4 +1,4 @@
-"""The training-throughput benchmark (issue 7) runs on CPU with tiny shapes, prints its table, and its paths agree.
+"""The training-throughput benchmark runs on CPU with tiny shapes, prints its tables, and its paths agree.
 
 Also covers the mask-free ``cgd_varlen`` attention it benchmarks (:mod:`cgd.attention`).
 """
@@ -14,18 +14,22 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "train_throughput.py"
-GPU_SCRIPT = REPO / "benchmarks" / "gpu_throughput.sh"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+GPU_SCRIPT = BENCHMARKS / "gpu_throughput.sh"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    _load("train_setups")  # the runner imports its set-up table as a sibling, as it does when run as a script
+    return _load("train_throughput")
 
 
 def test_varlen_attention_matches_per_sequence_sdpa():
@@ -89,6 +93,28 @@ def test_benchmark_runs_on_cpu_and_paths_agree(bench, capsys, tmp_path):
     assert runs["cgd_padfree"]["pad_fraction"] == 0
     assert ref["pad_fraction"] > 0.05
     assert runs["cgd_grouped"]["pad_fraction"] < ref["pad_fraction"]
+    # Step time: the one TRL/CGD pair with equal settings, on the same tokens, with the same first losses.
+    (pair,) = out["step_time"]
+    assert (pair["trl"], pair["cgd"], pair["same_tokens"]) == ("trl_defaults", "cgd_defaults", True)
+    assert pair["first_losses"]["trl_defaults"] == pair["first_losses"]["cgd_defaults"]
+    assert all(len(pair[clock]["ratios"]) == 1 and pair[clock]["ratio"] > 0 for clock in ("CPU time", "wall time"))
+    assert "Same input_ids/labels in both: yes" in printed and "| CPU time |" in printed
+
+
+def test_step_time_rows_and_model_match_the_documented_setup(bench):
+    """``--model_size 3.5m --triplet_repeat 4``: cgd.testing's triplets ×4 and a random Llama of 3.54M parameters."""
+    from cgd.testing import make_tiny_tokenizer
+
+    args = bench.parse_args(["--model_size", "3.5m", "--triplet_repeat", "4", "--setups", "trl_nockpt,cgd_nockpt"])
+    tokenizer = make_tiny_tokenizer()
+    rows = bench.make_rows(tokenizer, args)
+    assert (len(rows), args.max_length) == (256, 2048)
+    assert rows[0]["critique"].count("\nConclusion:") == 4
+    model = bench.build_model("3.5m", None, "sdpa", torch.device("meta"), 0, 0, 1)
+    assert model.config.vocab_size == len(tokenizer)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 3.54
+    setups, _ = bench.make_setups(args, torch.device("cpu"), gpu=False)
+    assert setups[0].settings() == setups[1].settings()
 
 
 def test_gpu_script_names_known_setups(bench):
