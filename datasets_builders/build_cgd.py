@@ -32,6 +32,7 @@ from datasets_builders.backends import backend_key as _backend_key  # noqa: E402
 from datasets_builders.checkpoint import CheckpointError, ShardLock, StageCheckpoint, check_fingerprints  # noqa: E402
 from datasets_builders.config import BuildConfig, StageSpec, parse_args, resolve_stages  # noqa: E402
 from datasets_builders.filters import Decontaminator, apply_filters  # noqa: E402
+from datasets_builders.quality import check_references, teacher_quality  # noqa: E402
 from datasets_builders.sources import Question, apply_preset, question_row, select_questions  # noqa: E402
 from datasets_builders.stages import QID, StageRun, assemble, expand, run_stage, shard_of, stage_units  # noqa: E402
 
@@ -218,6 +219,7 @@ class Builder:
             reference_answer_format=src_cfg["reference_answer_format"],
             seed=self.config.source.seed,
         )
+        quality = teacher_quality(rows, kept, src_cfg["reference_answer_format"])
         for r in kept:
             r.pop(QID, None)
 
@@ -228,6 +230,7 @@ class Builder:
             "this_run": {n: r.to_dict() for n, r in self.this_run.items()},
             "filters": [c.to_dict() for c in filter_counts],
             "verdicts": {"before": verdicts_before, "after": _count_verdicts(kept)},
+            "teacher_quality": quality,
             "output": {"rows": len(kept), "path": str(self.output_dir), "files": []},
             "num_shards": out.num_shards,
         }
@@ -257,6 +260,7 @@ class Builder:
         """Generate this run's shard (unless merging), then finalize when the whole dataset is here."""
         started = time.perf_counter()
         questions, source_report = self.questions()
+        check_references(self.specs, questions, self.config.model.teacher_sees_reference)
         out = self.config.output
         if not out.merge:
             self.generate(questions)

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any
 
-from datasets_builders.prompts import DEFAULT_TEMPLATES, check_template
+from datasets_builders.prompts import check_template, default_template
 
 BACKENDS = ("vllm", "openai", "transformers", "dry_run")
 STAGE_ROLES = {"probe": "student", "critique": "teacher", "refine": "teacher", "direct": "teacher"}
@@ -59,6 +59,10 @@ class ModelArgs:
     teacher_model: str | None = field(default=None, metadata={"help": "Teacher model (critique/refine/direct)"})
     backend: str = field(default="vllm", metadata={"help": f"Default backend: {' | '.join(BACKENDS)}"})
     base_url: str | None = field(default=None, metadata={"help": "openai backend: server URL (…/v1)"})
+    teacher_sees_reference: bool = field(
+        default=False,
+        metadata={"help": "Show the source's reference answer in the default critique/refine prompts (paper: off)"},
+    )
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "openai backend: env var with the key"})
     max_concurrency: int = field(default=64, metadata={"help": "openai backend: requests in flight"})
     max_retries: int = field(default=6, metadata={"help": "openai backend: retries on 429/5xx/timeouts/connect"})
@@ -266,8 +270,10 @@ def resolve_stages(config: BuildConfig) -> list[StageSpec]:
         base_url = get("base_url") or m.base_url
         if backend == "openai" and not base_url:
             raise ValueError(f"The {name} stage uses the openai backend: set `base_url` or `{name}_base_url`")
-        template = get("template") or DEFAULT_TEMPLATES[name]
+        template = get("template") or default_template(name, m.teacher_sees_reference)
         check_template(name, template)
+        if m.teacher_sees_reference and name in ("critique", "refine") and "{reference_answer}" not in template:
+            raise ValueError(f"teacher_sees_reference is on but `{name}_template` has no {{reference_answer}}")
         if get("n") < 1 or get("max_tokens") < 1:
             raise ValueError(f"{name}_n and {name}_max_tokens must be >= 1")
         specs.append(

@@ -40,6 +40,27 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "direct": DIRECT_TEMPLATE,
 }
 
+#: Critique/refine prompts that also show the source's reference answer (``teacher_sees_reference``; the
+#: paper's teachers did not see it).
+REFERENCE_TEMPLATES: dict[str, str] = {
+    "critique": CRITIQUE_TEMPLATE.replace(
+        "\n\nStudent's answer:",
+        "\n\nReference answer (from the source, for checking; do not mention that you were given it):\n"
+        "{reference_answer}\n\nStudent's answer:",
+    ),
+    "refine": REFINE_TEMPLATE.replace(
+        "\n\nStudent's first attempt:",
+        "\n\nReference answer (for checking your final answer; write your own solution):\n{reference_answer}"
+        "\n\nStudent's first attempt:",
+    ),
+}
+
+
+def default_template(stage: str, with_reference: bool = False) -> str:
+    """The stage's default prompt; with the reference answer shown to the teacher when ``with_reference``."""
+    return REFERENCE_TEMPLATES.get(stage, DEFAULT_TEMPLATES[stage]) if with_reference else DEFAULT_TEMPLATES[stage]
+
+
 #: Placeholders a template may use (values come from the row being built).
 PLACEHOLDERS: tuple[str, ...] = ("question", "reference_answer", "initial_response", "critique")
 

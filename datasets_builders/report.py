@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from datasets_builders.quality import quality_markdown
+
 
 def stage_summary(stage: dict[str, Any], runs: list[dict[str, Any]], totals: dict[str, int]) -> dict[str, Any]:
     """One stage's line: checkpoint totals (tokens), summed over every run (time, requests), and cost."""
@@ -70,6 +72,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Verdicts before filtering: right {v['before']['right']}, wrong {v['before']['wrong']}, unparsed {v['before']['unparsed']}; "
         f"after: right {v['after']['right']}, wrong {v['after']['wrong']}, unparsed {v['after']['unparsed']}.",
         f"Rows written: {report['output']['rows']}. Total cost: {report['total_cost_usd'] if report['total_cost_usd'] is not None else 'n/a'} USD.",
+        *quality_markdown(report),
     ]
     return "\n".join(lines)
 
@@ -112,6 +115,16 @@ def print_report(report: dict[str, Any]) -> None:
         )
     console.print(table)
     console.print(f"rows written: {report['output']['rows']} -> {report['output']['path']}")
+    quality = (report.get("teacher_quality") or {}).get("generated")
+    if quality:
+        console.print(
+            "teacher quality (generated rows): "
+            + ", ".join(
+                f"{label} {100 * quality[key]['rate']:.1f}% of {quality[key]['n']}"
+                for label, key in (("verdict accuracy", "verdict_accuracy"), ("refined right", "refined_accuracy"))
+                if quality[key]["n"]
+            )
+        )
 
 
 def write_report(report: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
