@@ -32,14 +32,11 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from datasets_builders.backends.base import Request, Sampling  # noqa: E402
-from datasets_builders.backends.openai_backend import OpenAIBackend  # noqa: E402
-from datasets_builders.build_cgd import Builder  # noqa: E402
-from datasets_builders.checkpoint import StageCheckpoint  # noqa: E402
-from datasets_builders.config import parse_args  # noqa: E402
+from datasets_builders.backends.base import Request, Sampling
+from datasets_builders.backends.openai_backend import OpenAIBackend
+from datasets_builders.build_cgd import Builder
+from datasets_builders.checkpoint import StageCheckpoint
+from datasets_builders.config import parse_args
 
 STAGES = ("probe", "critique", "refine")
 
@@ -59,55 +56,40 @@ def write_questions(path: Path, n: int) -> Path:
 
 def build_args(questions: Path, model: str, out: Path, max_tokens: int, *extra: str) -> list[str]:
     args = ["--source", str(questions), "--student_model", model, "--teacher_model", model, "--output_dir", str(out)]
-    args += [
-        "--progress",
-        "false",
-        "--filter_unparsed",
-        "false",
-        "--filter_empty",
-        "false",
-        "--filter_truncated",
-        "false",
-    ]
+    args += ["--progress", "false", "--filter_unparsed", "false", "--filter_empty", "false"]
+    args += ["--filter_truncated", "false"]
     for stage in STAGES:
         args += [f"--{stage}_max_tokens", str(max_tokens)]
     return [*args, *extra]
 
 
+def build(questions: Path, model: str, out: Path, max_tokens: int, *extra: str) -> dict:
+    """Run one build in this process and summarize its report."""
+    return summarize(Builder(parse_args(build_args(questions, model, out, max_tokens, *extra))).run())
+
+
 def summarize(report: dict) -> dict:
-    """Per-stage and whole-build rows/s and tokens/s (generation time only, model load excluded)."""
-    stages = report["stages"]
-    wall = sum(stages[s]["wall_s"] for s in STAGES)
-    rows = sum(stages[s]["requests_sent"] for s in STAGES)
-    tokens = sum(stages[s]["completion_tokens"] for s in STAGES)
+    """Per-stage and whole-build rows/s and tokens/s of this run (generation time only, model load excluded)."""
+    runs = report["this_run"]  # what this process did; the benchmark's builds start from nothing
+    wall = sum(runs[s]["wall_s"] for s in STAGES)
+    rows = sum(runs[s]["requests"] for s in STAGES)
+    tokens = sum(runs[s]["completion_tokens"] for s in STAGES)
     return {
         "rows": report["output"]["rows"],
         "generations": rows,
         "generated_tokens": tokens,
         "generation_wall_s": round(wall, 2),
-        "load_s": round(sum(stages[s]["load_s"] for s in STAGES), 2),
+        "load_s": round(sum(runs[s]["load_s"] for s in STAGES), 2),
         "generations_per_s": round(rows / wall, 3),
         "dataset_rows_per_s": round(report["output"]["rows"] / wall, 3),
         "tokens_per_s": round(tokens / wall, 1),
-        "per_stage_tokens_per_s": {s: stages[s]["tokens_per_s"] for s in STAGES},
+        "per_stage_tokens_per_s": {s: round(runs[s]["completion_tokens"] / runs[s]["wall_s"], 2) for s in STAGES},
     }
 
 
 def bench_transformers(questions: Path, model: str, tmp: Path, max_tokens: int, batch_size: int) -> dict:
-    out = tmp / "transformers"
-    args = build_args(
-        questions,
-        model,
-        out,
-        max_tokens,
-        "--backend",
-        "transformers",
-        "--device",
-        "cpu",
-        "--batch_size",
-        str(batch_size),
-    )
-    return summarize(Builder(parse_args(args)).run())
+    extra = ("--backend", "transformers", "--device", "cpu", "--batch_size", str(batch_size))
+    return build(questions, model, tmp / "transformers", max_tokens, *extra)
 
 
 def start_server(model: str, log_path: Path) -> tuple[subprocess.Popen, str, float]:
@@ -139,20 +121,8 @@ def bench_openai_server(questions: Path, model: str, tmp: Path, max_tokens: int,
         OpenAIBackend(model, url, max_retries=0).generate(
             [Request("warm", "hi")], Sampling(max_tokens=4), lambda r, c: None
         )
-        out = tmp / "openai"
-        args = build_args(
-            questions,
-            model,
-            out,
-            max_tokens,
-            "--backend",
-            "openai",
-            "--base_url",
-            url,
-            "--max_concurrency",
-            str(concurrency),
-        )
-        result = summarize(Builder(parse_args(args)).run())
+        extra = ("--backend", "openai", "--base_url", url, "--max_concurrency", str(concurrency))
+        result = build(questions, model, tmp / "openai", max_tokens, *extra)
         result["server_startup_s"] = round(startup, 1)
         return result
     finally:
@@ -255,8 +225,8 @@ def bench_resume(questions: Path, model: str, tmp: Path, max_tokens: int) -> dic
     args = build_args(
         questions, model, out, max_tokens, "--backend", "transformers", "--device", "cpu", "--batch_size", "1"
     )
-    cmd = [sys.executable, str(REPO / "datasets_builders" / "build_cgd.py"), *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "datasets_builders.build_cgd", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     crit = shard / "critique.jsonl"
     while not crit.exists() or len(crit.read_bytes().splitlines()) < 2:
         if proc.poll() is not None:
@@ -266,7 +236,7 @@ def bench_resume(questions: Path, model: str, tmp: Path, max_tokens: int) -> dic
     proc.wait()
     done = len(crit.read_bytes().splitlines())
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rerun = time.perf_counter() - start
     report = json.loads((out / "build_report.json").read_text())
     this_run = report["this_run"]
@@ -313,9 +283,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cgd-builder-bench-"))
     model = args.model
     if model is None and not args.tiny:
-        embedded = REPO / "cache" / "models" / "SmolLM2-135M-Instruct"
-        if (embedded / "config.json").exists():
-            model = str(embedded)
+        from cgd.demo import embedded
+
+        if embedded.is_converted():
+            model = str(embedded.model_dir())
     if model is None:
         from cgd.testing import save_tiny_checkpoint
 

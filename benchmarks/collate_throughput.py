@@ -1,7 +1,7 @@
 """Collation throughput on CPU: the CGD encoder + collator vs TRL's own preparation of the same rows.
 
-Both sides start from the same N synthetic triplets with CGD-like lengths (question ~60 words, draft
-~350, critique ~250, refined answer ~400) and end with the same padded training batches:
+Both sides start from the same N synthetic triplets (``cgd.testing.make_text_rows``) with CGD-like lengths
+(question ~60 words, draft ~350, critique ~250, refined answer ~400) and end with the same padded training batches:
 
 - CGD: ``encode_dataset`` (raw triplets -> rendered, tokenized, masked; one ``datasets.map``) then
   ``CGDCollator`` on the encoded rows.
@@ -22,13 +22,11 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -41,34 +39,12 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling  # noqa: E40
 from cgd import schema  # noqa: E402
 from cgd.collator import CGDCollator, CGDEncoder, encode_dataset  # noqa: E402
 from cgd.templates import build_user_message  # noqa: E402
-from cgd.testing import make_tiny_tokenizer  # noqa: E402
-
-WORDS = (
-    "the a question answer student teacher step final is are of to and in that it for with right wrong so "
-    "solve compute total each number sum product difference equation value therefore because first then next "
-    "finally let we have get add subtract multiply divide apples cost price times plus minus equals half twice"
-).split()
+from cgd.testing import make_text_rows, make_tiny_tokenizer  # noqa: E402
 
 
-def _text(rng: random.Random, n_words: int) -> str:
-    words = [rng.choice(WORDS) if rng.random() > 0.15 else str(rng.randint(0, 999)) for _ in range(n_words)]
-    return " ".join(words) + "."
-
-
-def make_rows(n: int, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        rows.append(
-            {
-                schema.ID: f"row-{i}",
-                schema.QUESTION: _text(rng, rng.randint(30, 90)),
-                schema.INITIAL_RESPONSE: _text(rng, rng.randint(200, 500)),
-                schema.CRITIQUE: _text(rng, rng.randint(150, 350)) + "\nConclusion: wrong",
-                schema.REFINED_RESPONSE: _text(rng, rng.randint(250, 550)),
-            }
-        )
-    return rows
+def word_counts(rng: random.Random) -> tuple[int, int, int, int]:
+    """Question, draft, critique and refined answer lengths in words, uniform around CGD's typical lengths."""
+    return rng.randint(30, 90), rng.randint(200, 500), rng.randint(150, 350), rng.randint(250, 550)
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -96,7 +72,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     torch.set_num_threads(1)
     tok = make_tiny_tokenizer()
-    rows = make_rows(args.rows)
+    rows = make_text_rows(args.rows, word_counts, number_rate=0.15)
     raw = datasets.Dataset.from_list(rows)
     pc = datasets.Dataset.from_list(
         [
