@@ -5,14 +5,51 @@ Every field is a recipe key and a command-line flag of ``cgd.train`` (parsed by 
 
 from __future__ import annotations
 
+import os
 import string
 from dataclasses import dataclass, field
+from typing import Any
 
-from trl import SFTConfig
+from trl import DatasetMixtureConfig, SFTConfig
 
+from cgd.ablations import CRITIQUE_ABLATIONS, check_critique_ablation
 from cgd.collator import DEFAULT_TRUNCATION_MARKER
 from cgd.schema import METHODS, get_method
 from cgd.templates import PromptTemplates
+
+#: ``SFTConfig`` options that CGD training cannot honour: field -> (the only value accepted, why). They are refused when
+#: the config is built, before any model loads, instead of being accepted and ignored.
+NOT_APPLICABLE: dict[str, tuple[Any, str]] = {
+    "dataset_text_field": (
+        "text",
+        "CGD rows are triplets that the trainer renders with its prompt templates; there is no text column to read",
+    ),
+    "completion_only_loss": (
+        None,
+        "CGD always puts the loss on the target and its end-of-turn token only (labels are -100 on the prompt)",
+    ),
+    "assistant_only_loss": (
+        False,
+        "CGD always puts the loss on the target (the one assistant turn) and its end-of-turn token only",
+    ),
+    "truncation_mode": (
+        "keep_start",
+        "CGD never cuts the target: it shortens the draft, then the critique (`truncation_marker`), and drops and "
+        "counts rows whose target alone does not fit `max_length`",
+    ),
+    "packing": (
+        False,
+        "the CGD collator builds each row from its triplet and never packs across rows; use `padding_free: true` to "
+        "drop padding instead",
+    ),
+    "packing_strategy": ("bfd", "packing is not supported (see `packing`)"),
+    "eval_packing": (None, "packing is not supported (see `packing`)"),
+    "shuffle_dataset": (
+        False,
+        "CGD prepares the dataset itself and TRL's preparation (where this applies) is skipped; the trainer's sampler "
+        "already shuffles every epoch from `seed`",
+    ),
+}
 
 #: ``CGDConfig`` field -> ``PromptTemplates`` field, for the prompt wording a recipe may override.
 TEMPLATE_FIELDS: dict[str, str] = {
@@ -27,14 +64,18 @@ TEMPLATE_FIELDS: dict[str, str] = {
 
 
 @dataclass
-class CGDScriptArguments:
+class CGDScriptArguments(DatasetMixtureConfig):
     r"""
-    Which triplet dataset ``cgd.train`` loads (through [`cgd.data.load_triplets`]).
+    Which triplet data ``cgd.train`` loads: one dataset (``dataset_name``) or a mixture (``datasets``, TRL's
+    [`~trl.DatasetMixtureConfig`]), and what it evaluates on.
 
     Parameters:
-        dataset_name (`str`):
+        dataset_name (`str`, *optional*):
             A Hub dataset id (`org/name`), a local folder in Hub layout (parquet/JSONL shards and a card), or a single
             `.jsonl`/`.json`/`.parquet` file of triplet rows.
+        dataset_config (`str`, *optional*):
+            Configuration of `dataset_name` to load (`name` of `datasets.load_dataset`): a builder card offers
+            `default` (every column) and one view per method (`cgd`, `cft`, `sft`, ...).
         dataset_revision (`str`, *optional*):
             Revision (branch, tag or commit) of a Hub dataset.
         dataset_data_files (`list[str]`, *optional*):
@@ -42,7 +83,16 @@ class CGDScriptArguments:
         dataset_train_split (`str`, *optional*, defaults to `"train"`):
             Split to train on.
         dataset_test_split (`str`, *optional*, defaults to `"test"`):
-            Split to evaluate on, read only when `eval_strategy` is not `"no"`.
+            Split to evaluate on, read only when `eval_strategy` is not `"no"` and `test_split_size` is unset.
+        datasets (`list[DatasetConfig]`, *optional*):
+            A mixture, as in TRL's scripts: a YAML list of `{path, name, data_files, split, columns, fraction}`, each
+            `path` a Hub id, a local folder or a triplet file. Replaces `dataset_name`.
+        test_split_size (`float`, *optional*):
+            Hold this fraction (or, when >= 1, this number) of the training rows out as the evaluation set, with
+            `seed`; the builder writes only a `train` split.
+        streaming, dataset_streaming (`bool`, *optional*, defaults to `False`):
+            Not supported: CGD validates every row and encodes the data once, counting what it drops, before
+            training starts; a stream cannot be counted up front.
     """
 
     dataset_name: str | None = field(
@@ -50,6 +100,13 @@ class CGDScriptArguments:
         metadata={
             "help": "A Hub dataset id (`org/name`), a local folder in Hub layout, or a single .jsonl/.json/.parquet "
             "file of triplet rows."
+        },
+    )
+    dataset_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "Configuration of `dataset_name` to load: a builder card offers `default` and one view per method "
+            "(`cgd`, `cft`, `sft`, ...)."
         },
     )
     dataset_revision: str | None = field(
@@ -61,8 +118,34 @@ class CGDScriptArguments:
     )
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str = field(
-        default="test", metadata={"help": "Split to evaluate on, read only when `eval_strategy` is not 'no'."}
+        default="test",
+        metadata={
+            "help": "Split to evaluate on, read only when `eval_strategy` is not 'no' and `test_split_size` is unset."
+        },
     )
+    dataset_streaming: bool = field(
+        default=False,
+        metadata={"help": "Not supported: CGD counts what it keeps and drops before training, which a stream cannot."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.streaming or self.dataset_streaming:
+            raise ValueError(
+                "Streaming is not supported by cgd.train: every row is validated and encoded once, and what is dropped "
+                "or truncated is counted, before training starts; a stream cannot be counted up front. Load the data "
+                "without streaming (datasets keeps it on disk, memory-mapped), or train on some shards with "
+                "`dataset_data_files`."
+            )
+        if self.datasets and self.dataset_name:
+            raise ValueError("Set either `dataset_name` or `datasets` (a mixture), not both.")
+        if self.test_split_size is not None and not self.test_split_size > 0:
+            raise ValueError(
+                f"`test_split_size` must be a fraction in (0, 1) or a number of rows >= 1, got {self.test_split_size}."
+            )
+        for entry in self.datasets:
+            if not entry.path:
+                raise ValueError("Every entry of `datasets` needs a `path`.")
 
 
 @dataclass
@@ -88,6 +171,10 @@ class CGDConfig(SFTConfig):
         truncation_marker (`str`, *optional*, defaults to `"\n[... truncated ...]\n"`):
             Text put where a too-long initial answer or critique was cut (head and tail are kept). Targets are never
             cut; a row whose target alone does not fit `max_length` is dropped and counted.
+        critique_ablation (`str`, *optional*, defaults to `"none"`):
+            The paper's critique-specificity ablation, for `method="cgd"`: `"irrelevant"` trains on another row's
+            critique (a seeded derangement, `critique_ablation_seed`), `"generic"` on one fixed text
+            ([`cgd.ablations.GENERIC_CRITIQUE`]). Same collator, same rendering.
 
         > Parameters that control the prompt wording (all optional; unset keeps the defaults of
         > [`cgd.templates.PromptTemplates`])
@@ -108,6 +195,15 @@ class CGDConfig(SFTConfig):
         plain_prompt_template (`str`, *optional*):
             Layout for tokenizers without a chat template (base models), over `{prompt}` (the rendered user turn).
 
+        > Parameters that control the model card and the Hub push
+
+        model_license (`str`, *optional*):
+            License of the trained model, written into its card's metadata (usually the base model's, e.g.
+            `"apache-2.0"` or `"llama3.1"`). Unset leaves the card without one.
+        hub_model_revision (`str`, *optional*):
+            Branch of `hub_model_id` that `push_to_hub` uploads to (created when missing), as in open-r1; sets
+            transformers' `hub_revision`.
+
     > [!NOTE]
     > Defaults that differ from [`~trl.SFTConfig`]:
     > - `remove_unused_columns`: `False`, so the precomputed `length` column reaches the length-grouped sampler
@@ -115,7 +211,10 @@ class CGDConfig(SFTConfig):
     > - `dataset_kwargs`: `skip_prepare_dataset` is always `True`; the [`~cgd.trainer.CGDTrainer`] validates and
     >   tokenizes the triplets itself.
     > - `padding_free=True` is honoured by the CGD collator, not by TRL's (which refuses custom collators in that
-    >   mode); see `docs/training.md`. `packing` is not supported.
+    >   mode); see `docs/training.md`.
+    > - Options that do not apply to CGD training are refused (see `NOT_APPLICABLE`): `packing`,
+    >   `completion_only_loss`, `assistant_only_loss`, `dataset_text_field`, `truncation_mode`, ...
+    > - `chat_template_path` must be a `.jinja`/`.j2` file; it is applied before the triplets are encoded.
     """
 
     # Parameters whose default values are overridden from SFTConfig
@@ -148,6 +247,15 @@ class CGDConfig(SFTConfig):
         default=DEFAULT_TRUNCATION_MARKER,
         metadata={"help": "Text put where a too-long initial answer or critique was cut (head and tail are kept)."},
     )
+    critique_ablation: str = field(
+        default="none",
+        metadata={
+            "help": "Critique-specificity ablation (method 'cgd'): 'none' (the row's own critique), 'irrelevant' "
+            "(another row's, by a seeded derangement) or 'generic' (one fixed text); see cgd.ablations.",
+            "choices": list(CRITIQUE_ABLATIONS),
+        },
+    )
+    critique_ablation_seed: int = field(default=0, metadata={"help": "Seed of the 'irrelevant' derangement."})
 
     # Parameters that control the prompt wording
     cgd_template: str | None = field(
@@ -178,17 +286,63 @@ class CGDConfig(SFTConfig):
         },
     )
 
+    # Parameters that control the model card and the Hub push
+    model_license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License of the trained model for its card's metadata (usually the base model's, e.g. "
+            "'apache-2.0' or 'llama3.1')."
+        },
+    )
+    hub_model_revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Branch of `hub_model_id` that `push_to_hub` uploads to (created when missing), as in open-r1; "
+            "sets transformers' `hub_revision`."
+        },
+    )
+
     def __post_init__(self):
+        self._refuse_what_does_not_apply()  # before SFTConfig's own checks, so the reason given is CGD's
         super().__post_init__()
         get_method(self.method)  # a clear error listing the valid methods
-        if self.packing:
-            raise ValueError(
-                "`packing=True` is not supported by CGDTrainer: the CGD collator builds each row from its triplet "
-                "and never packs across rows. Use `padding_free: true` to drop padding instead."
-            )
+        check_critique_ablation(self.method, self.critique_ablation)
         # The trainer validates and tokenizes the triplets itself; TRL's own preparation must not run on them.
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self._check_template_placeholders()
+        self._check_chat_template_path()
+        if self.hub_model_revision is not None:
+            if self.hub_revision not in (None, self.hub_model_revision):
+                raise ValueError(
+                    f"`hub_model_revision` ({self.hub_model_revision!r}) and `hub_revision` ({self.hub_revision!r}) "
+                    "disagree; set only one."
+                )
+            self.hub_revision = self.hub_model_revision
+
+    def _refuse_what_does_not_apply(self) -> None:
+        for name, (accepted, why) in NOT_APPLICABLE.items():
+            value = getattr(self, name)
+            if value != accepted:
+                raise ValueError(
+                    f"`{name}: {value}` does not apply to CGD training: {why}. Remove it from the recipe."
+                )
+
+    def _check_chat_template_path(self) -> None:
+        # TRL applies `chat_template_path` inside SFTTrainer.__init__, after CGDTrainer has encoded the rows with the
+        # tokenizer's own template: the model would train in one format and be saved with another. CGDTrainer
+        # applies a template file itself before encoding. A tokenizer path would also make TRL add tokens and resize
+        # the model (trl.clone_chat_template), which cannot happen before the model exists, so it is refused.
+        path = self.chat_template_path
+        if path is None:
+            return
+        if not path.endswith((".jinja", ".j2")):
+            raise ValueError(
+                f"`chat_template_path: {path}` must be a .jinja/.j2 template file for CGD training (its special tokens "
+                "already in the tokenizer). To take a template from another tokenizer, run trl.clone_chat_template "
+                "on the model and tokenizer, save them, and train that checkpoint."
+            )
+        if not os.path.isfile(path):
+            raise ValueError(f"`chat_template_path`: no such file {path!r}.")
 
     def prompt_templates(self) -> PromptTemplates:
         """The :class:`~cgd.templates.PromptTemplates` with this config's overrides applied."""

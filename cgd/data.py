@@ -70,46 +70,76 @@ def _expand_files(patterns: list[str]) -> list[str]:
     return files
 
 
-def load_triplets(
-    source: str,
-    split: str = "train",
-    data_files: str | list[str] | None = None,
-    revision: str | None = None,
-) -> datasets.Dataset:
-    """Load one split of a triplet dataset as a ``datasets.Dataset``.
+def resolve_source(source: str, data_files: str | list[str] | None = None) -> tuple[str, str | list[str] | None]:
+    """``(path, data_files)`` for ``datasets.load_dataset``: a data file or glob becomes its builder and the files.
 
-    ``source`` is a Hub dataset id (``org/name``), a local folder laid out like a Hub dataset repository
-    (parquet shards plus a README card), or a ``.jsonl``/``.json``/``.parquet``/``.csv`` file or glob.
-    ``data_files`` narrows a folder or Hub repository to some of its files; with a builder name as
-    ``source`` (``"json"``, ``"parquet"``) it names the files to read.
+    Raises ``FileNotFoundError`` naming the path when a path-like source does not exist.
     """
     if not source:
-        raise ValueError("load_triplets needs a source: a Hub dataset id, a folder, or data file(s).")
+        raise ValueError("Triplet data needs a source: a Hub dataset id, a folder, or data file(s).")
     expanded = os.path.expanduser(source)
-
     if os.path.isdir(expanded):
-        return datasets.load_dataset(expanded, split=split, data_files=data_files)
-
+        return expanded, data_files
     builder = _builder_for(expanded)
     if builder is not None or any(ch in expanded for ch in "*?["):
         files = _expand_files([expanded])
         builder = builder or _builder_for(files[0])
         if builder is None:
             raise ValueError(f"Cannot tell the format of {files[0]!r}; use one of {sorted(FILE_BUILDERS)}.")
-        return datasets.load_dataset(builder, data_files=files, split=split)
-
+        return builder, files
     if source in set(FILE_BUILDERS.values()):
         if data_files is None:
             raise ValueError(f"source={source!r} is a file format; pass the files to read as `data_files`.")
-        files = _expand_files([data_files] if isinstance(data_files, str) else list(data_files))
-        return datasets.load_dataset(source, data_files=files, split=split)
-
+        return source, _expand_files([data_files] if isinstance(data_files, str) else list(data_files))
     if _looks_local(source):
         raise FileNotFoundError(f"Triplet data not found: {source!r} is not an existing file or folder.")
+    return source, data_files
 
+
+class DataSourceError(ValueError):
+    """Triplet data that exists but has no such split or configuration."""
+
+
+def load_triplets(
+    source: str,
+    split: str = "train",
+    data_files: str | list[str] | None = None,
+    revision: str | None = None,
+    name: str | None = None,
+) -> datasets.Dataset:
+    """Load one split of a triplet dataset as a ``datasets.Dataset``.
+
+    ``source`` is a Hub dataset id (``org/name``), a local folder laid out like a Hub dataset repository
+    (parquet shards plus a README card), or a ``.jsonl``/``.json``/``.parquet``/``.csv`` file or glob.
+    ``data_files`` narrows a folder or Hub repository to some of its files; with a builder name as
+    ``source`` (``"json"``, ``"parquet"``) it names the files to read. ``name`` picks a configuration of the card
+    (a builder output has ``default`` and one view per method). An unknown split or configuration raises
+    :class:`DataSourceError` listing what there is.
+    """
+    path, files = resolve_source(source, data_files)
+    is_file = path in set(FILE_BUILDERS.values())
+    if name is not None and is_file:
+        raise DataSourceError(
+            f"`dataset_config: {name}` names a configuration of a dataset card; {source!r} is a plain data file."
+        )
     try:
-        return datasets.load_dataset(source, split=split, data_files=data_files, revision=revision)
+        return datasets.load_dataset(path, name=name, split=split, data_files=files, revision=revision)
+    except ValueError as err:
+        message = str(err)
+        if "Unknown split" in message:
+            raise DataSourceError(
+                f"Triplet data {source!r} has no split {split!r} ({message.strip()}). The builder writes only "
+                "'train': hold part of it out with `test_split_size: 0.05`, name an existing split, or set "
+                "`eval_strategy: no`."
+            ) from None
+        if "BuilderConfig" in message or "config name" in message.lower():
+            raise DataSourceError(
+                f"Triplet data {source!r} has no configuration {name!r}: {message.strip()}"
+            ) from None
+        raise
     except (FileNotFoundError, ConnectionError, OSError) as err:
+        if os.path.exists(os.path.expanduser(source)) or is_file:
+            raise
         raise FileNotFoundError(
             f"Could not load triplets {source!r}: it is not a local file or folder, and loading it as a Hub "
             f"dataset failed ({type(err).__name__}: {err}). Check the id and revision, or your network "

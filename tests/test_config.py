@@ -83,3 +83,58 @@ def test_template_placeholders_are_checked_at_parse_time(tmp_path, field, templa
 def test_literal_braces_are_allowed(tmp_path):
     config = make_config(tmp_path, sft_template="{question}\nAnswer in \\boxed{{}}.")
     assert config.prompt_templates().sft.endswith("\\boxed{{}}.")
+
+
+# -- options that do not apply are refused when the config is built (before any model loads) ---------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("completion_only_loss", True),
+        ("completion_only_loss", False),
+        ("dataset_text_field", "prompt"),
+        ("assistant_only_loss", True),
+        ("truncation_mode", "keep_end"),
+        ("shuffle_dataset", True),
+        ("packing_strategy", "wrapped"),
+        ("eval_packing", True),
+    ],
+)
+def test_sft_options_that_do_nothing_here_are_refused_with_the_reason(tmp_path, key, value):
+    from cgd.config import NOT_APPLICABLE
+
+    with pytest.raises(ValueError, match=rf"`{key}: {value}` does not apply to CGD training: .+") as err:
+        make_config(tmp_path, **{key: value})
+    assert NOT_APPLICABLE[key][1] in str(err.value)
+
+
+def test_chat_template_path_must_be_an_existing_template_file(tmp_path):
+    with pytest.raises(ValueError, match=r"must be a \.jinja/\.j2 template file.*clone_chat_template"):
+        make_config(tmp_path, chat_template_path="Qwen/Qwen3-0.6B")
+    with pytest.raises(ValueError, match="no such file"):
+        make_config(tmp_path, chat_template_path=str(tmp_path / "missing.jinja"))
+    template = tmp_path / "chat.jinja"
+    template.write_text("{{ messages }}")
+    assert make_config(tmp_path, chat_template_path=str(template)).chat_template_path == str(template)
+
+
+def test_hub_model_revision_sets_the_push_revision(tmp_path):
+    assert make_config(tmp_path, hub_model_revision="v1-cgd").hub_revision == "v1-cgd"
+    assert make_config(tmp_path).hub_revision is None
+    with pytest.raises(ValueError, match="disagree"):
+        make_config(tmp_path, hub_model_revision="a", hub_revision="b")
+
+
+def test_script_arguments_refuse_streaming_and_two_sources():
+    from cgd.config import CGDScriptArguments
+
+    for kwargs in ({"streaming": True}, {"dataset_streaming": True}):
+        with pytest.raises(ValueError, match="Streaming is not supported.*counted"):
+            CGDScriptArguments(dataset_name="x.jsonl", **kwargs)
+    with pytest.raises(ValueError, match="either `dataset_name` or `datasets`"):
+        CGDScriptArguments(dataset_name="x.jsonl", datasets=[{"path": "y.jsonl"}])
+    with pytest.raises(ValueError, match="test_split_size"):
+        CGDScriptArguments(dataset_name="x.jsonl", test_split_size=0)
+    mixture = CGDScriptArguments(datasets=[{"path": "a.jsonl"}, {"path": "b.jsonl", "fraction": 0.5}])
+    assert [d.path for d in mixture.datasets] == ["a.jsonl", "b.jsonl"]  # TRL's DatasetConfig objects

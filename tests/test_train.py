@@ -156,12 +156,22 @@ def test_saved_model_keeps_the_tokenizer_and_stops_at_end_of_turn(first_run, eot
 
 
 def test_model_card(first_run):
+    """The card is read back with huggingface_hub's own parser: a local base model is left out, never "None"."""
+    from huggingface_hub import ModelCard
+
     output_dir, _ = first_run
-    card = (output_dir / "README.md").read_text()
-    header = yaml.safe_load(card.split("---")[1])
-    assert {"cgd", "critique-guided-distillation", "trl"} <= set(header["tags"])
-    assert "Trained with method `cgd`" in card
-    assert "2505.11628" in card
+    card = ModelCard.load(output_dir / "README.md", ignore_metadata_errors=False)
+    meta = card.data.to_dict()
+    assert {"cgd", "critique-guided-distillation", "trl", "arxiv:2505.11628"} <= set(meta["tags"])
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-generation"
+    assert "base_model" not in meta and "datasets" not in meta  # a local model and a local .jsonl: no Hub ids
+    assert "None" not in card.text and "licence" not in card.content
+    assert (
+        "method `cgd`" in card.text and "arXiv:2505.11628" in card.text and "@inproceedings{kapusuzoglu" in card.text
+    )
+    procedure = card.text.split("## Training procedure", 1)[1].split("### Framework versions", 1)[0]
+    assert "| recipe | `recipes/smollm2-135m/cgd.yaml` |" in procedure and "32/32 rows encoded" in procedure
+    assert str(REPO_ROOT) not in card.content and "/tmp" not in card.content  # no local paths published
 
 
 def test_rerun_resumes_from_the_last_checkpoint(resumed_run):
@@ -380,6 +390,10 @@ def test_lora_through_model_config(tmp_path, tiny_checkpoint, triplets_jsonl):
     assert (output_dir / "generation_config.json").is_file()
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 3
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard.load(output_dir / "README.md").data.to_dict()
+    assert meta["library_name"] == "peft"
 
 
 @pytest.mark.parametrize(
@@ -388,3 +402,205 @@ def test_lora_through_model_config(tmp_path, tiny_checkpoint, triplets_jsonl):
 )
 def test_only_hub_ids_are_linked_as_datasets(name, expected):
     assert _hub_dataset_id(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+        ("/home/u/.cache/huggingface/hub/models--org--name/snapshots/abc123", "org/name"),
+        ("./my-checkpoint", None),
+        ("/abs/checkpoint", None),
+        (None, None),
+    ],
+)
+def test_base_model_is_a_hub_id_or_nothing(name, expected):
+    from cgd.trainer import hub_model_id_of
+
+    assert hub_model_id_of(name) == expected
+
+
+def test_card_names_the_hub_base_model_and_datasets(tmp_path, tiny_checkpoint, triplet_rows):
+    from datasets import Dataset
+    from huggingface_hub import ModelCard
+
+    from cgd.trainer import CGDTrainer
+
+    trainer = CGDTrainer(
+        model=str(tiny_checkpoint),
+        args=make_args(tmp_path, max_steps=1, model_license="apache-2.0"),
+        train_dataset=Dataset.from_list(triplet_rows),
+    )
+    trainer.base_model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"  # as if loaded by that id
+    trainer.create_model_card(dataset_name=["my-org/a", "my-org/b"])
+    meta = ModelCard.load(tmp_path / "out" / "README.md", ignore_metadata_errors=False).data.to_dict()
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert meta["datasets"] == ["my-org/a", "my-org/b"] and meta["license"] == "apache-2.0"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Tokenizer settings applied before encoding, and the end-of-turn token
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_chat_template_path_is_applied_before_encoding(tmp_path, tiny_checkpoint, triplet_rows):
+    """TRL applies `chat_template_path` after CGD encoded the rows; the trainer must encode with the new one."""
+    from datasets import Dataset
+
+    from cgd.testing import CHATML_TEMPLATE
+    from cgd.trainer import CGDTrainer
+
+    template = tmp_path / "chat.jinja"
+    new_template = CHATML_TEMPLATE.replace("message['role'] + '\n'", "message['role'] + ':\n'").replace(
+        "'<|im_start|>assistant\n'", "'<|im_start|>assistant:\n'"
+    )
+    assert new_template != CHATML_TEMPLATE
+    template.write_text(new_template)
+    args = make_args(tmp_path, max_steps=1, chat_template_path=str(template))
+    trainer = CGDTrainer(model=str(tiny_checkpoint), args=args, train_dataset=Dataset.from_list(triplet_rows))
+    assert trainer.processing_class.chat_template == template.read_text()
+    text = trainer.processing_class.decode(trainer.train_dataset[0]["input_ids"])
+    assert text.startswith("<|im_start|>user:\n"), text[:40]  # trained in the format it is saved with
+
+
+def test_template_without_end_of_turn_token_stops_at_eos(tmp_path, tiny_checkpoint, triplet_rows):
+    """`role: content` templates have no end-of-turn token: the word before it must not become the EOS."""
+    from datasets import Dataset
+
+    from cgd.trainer import CGDTrainer
+
+    template = tmp_path / "plain.jinja"
+    template.write_text(
+        "{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\\n\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}"
+    )
+    args = make_args(tmp_path, max_steps=1, chat_template_path=str(template))
+    trainer = CGDTrainer(model=str(tiny_checkpoint), args=args, train_dataset=Dataset.from_list(triplet_rows))
+    tokenizer = trainer.processing_class
+    assert trainer.end_of_turn_token_id == tokenizer.eos_token_id
+    eos = trainer.model.generation_config.eos_token_id
+    assert (eos if isinstance(eos, list) else [eos]) == [tokenizer.eos_token_id]  # no word id written as EOS
+    labels = trainer.train_dataset[0]["labels"]
+    assert labels[-1] == tokenizer.eos_token_id  # and the student learns to emit it
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Data selection: configs, splits, held-out fraction, mixtures
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_eval_on_builder_output_without_a_test_split(tmp_path, tiny_checkpoint, triplets_jsonl):
+    """The builder writes only `train`: eval needs a held-out fraction, and says so when it is missing."""
+    base = [*flags(config=RECIPE, model_name_or_path=tiny_checkpoint, dataset_name=triplets_jsonl), *FAST]
+    with pytest.raises(SystemExit) as err:
+        main([*base, *flags(output_dir=tmp_path / "a", eval_strategy="steps", max_steps=2)])
+    message = str(err.value)
+    assert "no split 'test'" in message and "test_split_size" in message and "\n" not in message
+
+    output_dir = tmp_path / "b"
+    main(
+        [*base, *flags(output_dir=output_dir, eval_strategy="steps", eval_steps=1, max_steps=2, test_split_size=0.25)]
+    )
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert any("eval_loss" in entry for entry in state["log_history"])
+    results = json.loads((output_dir / "train_results.json").read_text())
+    assert results["train_samples"] == 24  # 32 rows, a quarter held out
+
+
+def test_mixture_of_two_triplet_datasets(tmp_path, tiny_checkpoint):
+    """TRL's `datasets:` mixture, each entry a triplet file: both are trained on."""
+    a = write_jsonl(tmp_path / "a.jsonl", make_triplet_rows(8, seed=1))
+    b = write_jsonl(tmp_path / "b.jsonl", make_triplet_rows(12, seed=2))
+    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe.pop("dataset_name")
+    recipe["datasets"] = [
+        {"path": str(a)},
+        {"path": str(b), "columns": ["id", "question", "initial_response", "critique", "refined_response"]},
+    ]
+    recipe["datasets"][0]["columns"] = recipe["datasets"][1]["columns"]
+    path = tmp_path / "mixture.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    output_dir = tmp_path / "out"
+    main([*flags(config=path, model_name_or_path=tiny_checkpoint, output_dir=output_dir, max_steps=1), *FAST])
+    assert json.loads((output_dir / "train_results.json").read_text())["train_samples"] == 20
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Errors before any work: the model source and the Hub target
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_hub_model_id_offline_fails_at_once_naming_the_local_model(tmp_path, triplets_jsonl):
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as err:
+        main(["--config", str(RECIPE), "--dataset_name", str(triplets_jsonl), "--output_dir", str(tmp_path)])
+    message = str(err.value)
+    assert time.monotonic() - start < 10
+    assert "'HuggingFaceTB/SmolLM2-135M-Instruct' is a Hub id" in message and "offline" in message
+    assert "--model_name_or_path cache/models/SmolLM2-135M-Instruct" in message and "\n" not in message
+
+
+def test_missing_model_folder_is_one_clear_line(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        main(["--config", str(RECIPE), "--model_name_or_path", "./no/such/model", "--output_dir", str(tmp_path)])
+    message = str(err.value)
+    assert message.startswith("cgd.train: error: `model_name_or_path`: no such model folder './no/such/model'")
+    assert "\n" not in message
+
+
+def test_push_to_hub_is_checked_before_training(tmp_path, tiny_checkpoint, triplets_jsonl, monkeypatch):
+    import huggingface_hub
+
+    argv = [
+        *flags(config=RECIPE, model_name_or_path=tiny_checkpoint, dataset_name=triplets_jsonl),
+        *flags(output_dir=tmp_path / "out", push_to_hub="true", hub_model_id="my-org/student"),
+    ]
+    with pytest.raises(SystemExit, match="`push_to_hub: true` needs the Hub, but it is offline"):
+        main(argv)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored token
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(SystemExit, match="needs a Hub token with write access"):
+        main(argv)
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_hub_model_revision_branch_is_created_before_training(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from cgd.train import check_push_target
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def whoami(self):
+            calls.append(("whoami",))
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id))
+            return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def create_branch(self, repo_id, branch, exist_ok):
+            calls.append(("create_branch", repo_id, branch))
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    args = make_args(tmp_path, push_to_hub=True, hub_model_id="my-org/student", hub_model_revision="v1", hub_token="t")
+    check_push_target(args)
+    assert calls == [
+        ("token", "t"),
+        ("whoami",),
+        ("create_repo", "my-org/student"),
+        ("create_branch", "my-org/student", "v1"),
+    ]
