@@ -15,7 +15,7 @@ from typing import Any
 
 from datasets_builders.prompts import check_template, default_template
 
-BACKENDS = ("vllm", "openai", "transformers", "dry_run")
+BACKENDS = ("vllm", "openai", "transformers", "reference", "dry_run")
 STAGE_ROLES = {"probe": "student", "critique": "teacher", "refine": "teacher", "direct": "teacher"}
 
 
@@ -261,12 +261,16 @@ def resolve_stages(config: BuildConfig) -> list[StageSpec]:
         if not get("enabled"):
             continue
         role = STAGE_ROLES[name]
-        model = get("model") or (m.student_model if role == "student" else m.teacher_model)
-        if not model:
-            raise ValueError(f"No model for the {name} stage: set `{role}_model` or `{name}_model`")
         backend = get("backend") or m.backend
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r} for the {name} stage; choose one of {BACKENDS}")
+        model = get("model") or (m.student_model if role == "student" else m.teacher_model)
+        if backend == "reference":  # the rule-based teacher has no model to load: it names itself
+            from datasets_builders.backends.reference_teacher import stage_model
+
+            model = stage_model(name, get("model"))
+        if not model:
+            raise ValueError(f"No model for the {name} stage: set `{role}_model` or `{name}_model`")
         base_url = get("base_url") or m.base_url
         if backend == "openai" and not base_url:
             raise ValueError(f"The {name} stage uses the openai backend: set `base_url` or `{name}_base_url`")

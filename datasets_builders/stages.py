@@ -18,7 +18,7 @@ from cgd import schema
 from cgd.verdict import parse_verdict
 from datasets_builders.backends import Backend, Completion, Request, Sampling
 from datasets_builders.checkpoint import CheckpointError, StageCheckpoint
-from datasets_builders.prompts import fill_template
+from datasets_builders.prompts import AVAILABLE_PLACEHOLDERS, fill_template
 
 OUTPUT_COLUMN = {
     "probe": schema.INITIAL_RESPONSE,
@@ -61,7 +61,8 @@ def stage_units(stage: str, question_units: list[dict], previous_units: list[dic
 
 
 def build_request(spec: Any, unit: dict) -> Request:
-    return Request(unit[schema.ID], fill_template(spec.template, unit), spec.system_prompt)
+    row = {key: unit.get(key) for key in AVAILABLE_PLACEHOLDERS[spec.name]}
+    return Request(unit[schema.ID], fill_template(spec.template, unit), spec.system_prompt, row)
 
 
 def expand(stage: str, units: list[dict], checkpoint: StageCheckpoint) -> tuple[list[dict], list[str]]:

@@ -1,4 +1,4 @@
-"""Generation backends, chosen per stage: ``vllm``, ``openai``, ``transformers`` (and ``dry_run``).
+"""Generation backends, chosen per stage: ``vllm``, ``openai``, ``transformers``, ``reference`` (and ``dry_run``).
 
 Heavy engines are imported only by :func:`make_backend` when a stage uses them.
 """
@@ -52,11 +52,15 @@ def make_backend(spec: Any, model_args: Any) -> Backend:
         from datasets_builders.backends.dry_run import DryRunBackend
 
         return DryRunBackend(spec.model, spec.name)
+    if spec.backend == "reference":
+        from datasets_builders.backends.reference_teacher import ReferenceTeacherBackend
+
+        return ReferenceTeacherBackend(spec.name)
     raise ValueError(f"Unknown backend {spec.backend!r}")
 
 
 def backend_key(spec: Any) -> tuple:
     """Stages with the same key share one loaded backend (the teacher loads once for three stages)."""
-    if spec.backend == "dry_run":
+    if spec.backend in ("dry_run", "reference"):  # model-free: one per stage
         return (spec.backend, spec.model, spec.name)
     return (spec.backend, spec.model, spec.base_url)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 
 class BackendError(RuntimeError):
@@ -13,11 +13,17 @@ class BackendError(RuntimeError):
 
 @dataclass(frozen=True)
 class Request:
-    """One generation request: a row id and the chat turns to answer."""
+    """One generation request: a row id and the chat turns to answer.
+
+    ``row`` holds the row values the stage's template may use (question, reference answer, draft,
+    critique): model backends answer the rendered turns, a backend that works from the data itself (the
+    rule-based reference teacher) reads them here.
+    """
 
     id: str
     user: str
     system: str | None = None
+    row: Mapping[str, str | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def messages(self) -> list[dict[str, str]]:
         turns = [{"role": "system", "content": self.system}] if self.system else []
