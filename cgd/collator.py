@@ -100,9 +100,6 @@ class EncodingStats:
         else:
             self.rows_encoded += 1
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def summary(self) -> str:
         parts = [f"{self.rows_encoded}/{self.rows_seen} rows encoded"]
         parts += [f"{c} with {f} truncated" for f, c in self.truncated.items()]
