@@ -29,12 +29,37 @@ from typing import Any  # noqa: E402
 from cgd import schema  # noqa: E402
 from datasets_builders.backends import Backend, BackendError, make_backend  # noqa: E402
 from datasets_builders.backends import backend_key as _backend_key  # noqa: E402
-from datasets_builders.checkpoint import CheckpointError, ShardLock, StageCheckpoint, check_fingerprints  # noqa: E402
-from datasets_builders.config import BuildConfig, StageSpec, parse_args, resolve_stages  # noqa: E402
+from datasets_builders.checkpoint import (  # noqa: E402
+    CheckpointError,
+    ShardLock,
+    StageCheckpoint,
+    append_run,
+    check_fingerprints,
+    read_runs,
+)
+from datasets_builders.config import BuildConfig, ConfigError, StageSpec, parse_args, resolve_stages  # noqa: E402
 from datasets_builders.filters import Decontaminator, apply_filters  # noqa: E402
+from datasets_builders.output import OutputError, check_hub_target, check_output_dir  # noqa: E402
 from datasets_builders.quality import check_references, teacher_quality  # noqa: E402
-from datasets_builders.sources import Question, apply_preset, question_row, select_questions  # noqa: E402
-from datasets_builders.stages import QID, StageRun, assemble, expand, run_stage, shard_of, stage_units  # noqa: E402
+from datasets_builders.sources import (  # noqa: E402
+    Question,
+    SourceError,
+    apply_preset,
+    is_local_path,
+    question_row,
+    select_questions,
+)
+from datasets_builders.stages import (  # noqa: E402
+    QID,
+    StageRun,
+    assemble,
+    expand,
+    failed_records,
+    public_model_name,
+    run_stage,
+    shard_of,
+    stage_units,
+)
 
 logger = logging.getLogger("cgd.builders")
 
@@ -79,7 +104,7 @@ class Builder:
         if src.decontaminate_files:
             missing = [f for f in src.decontaminate_files if not Path(f).is_file()]
             if missing:
-                raise FileNotFoundError(f"Decontamination file(s) not found: {missing}")
+                raise SourceError(f"Decontamination file(s) not found: {missing}")
             decontaminate = Decontaminator(src.decontaminate_files, src.decontaminate_fields, src.decontaminate_ngram)
         return select_questions(src, decontaminate)
 
@@ -142,18 +167,25 @@ class Builder:
 
     @staticmethod
     def _log_run(directory: Path, run: StageRun) -> None:
-        with open(directory / "runs.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"time": time.time(), **run.to_dict()}) + "\n")
+        append_run(directory / "runs.jsonl", {"time": time.time(), **run.to_dict()})
 
     # -- merge / finalize --------------------------------------------------------------------------
     def finalize(self, questions: list[Question], source_report: Any, started: float) -> dict[str, Any]:
         """Join every shard's checkpoints into rows, verify completeness, filter, write the dataset."""
         from datasets_builders.card import render_card
-        from datasets_builders.output import content_fingerprint, dataset_info, push_folder, write_parquet_files
+        from datasets_builders.output import (
+            content_fingerprint,
+            dataset_info,
+            publish,
+            push_folder,
+            start_staging,
+            write_parquet_files,
+        )
         from datasets_builders.report import print_report, stage_summary, to_markdown, write_report
 
         out = self.config.output
         rows, problems, runs, totals = [], [], {s.name: [] for s in self.specs}, {}
+        failed: list[dict[str, Any]] = []
         for index in range(out.num_shards):
             directory = shard_dir(self.output_dir, out.num_shards, index)
             if not directory.is_dir():
@@ -179,37 +211,50 @@ class Builder:
                 if cp.duplicates:
                     problems.append(f"shard {index}: {spec.name} checkpoint has {cp.duplicates} duplicate ids")
                 t = totals.setdefault(
-                    spec.name, {"rows": 0, "completion_tokens": 0, "prompt_tokens": 0, "finish_reasons": {}}
+                    spec.name,
+                    {
+                        "rows": 0,
+                        "failed": 0,
+                        "requests_completed": 0,
+                        "run_ids": set(),
+                        "completion_tokens": 0,
+                        "prompt_tokens": 0,
+                        "finish_reasons": {},
+                    },
                 )
-                t["rows"] += len(cp)
+                stage_failed = failed_records(cp)
+                failed += [{"stage": spec.name, **f} for f in stage_failed]
+                t["failed"] += len(stage_failed)
+                t["rows"] += len(cp) - len(stage_failed)
+                t["requests_completed"] += len(cp)
+                t["run_ids"].update(r["run"] for r in cp.records.values() if "run" in r)
                 for record in cp.records.values():
                     outs = record["outputs"]
                     t["completion_tokens"] += sum(o["num_tokens"] for o in outs)
                     t["prompt_tokens"] += outs[0]["prompt_tokens"] if outs else 0
                     for o in outs:
                         t["finish_reasons"][o["finish_reason"]] = t["finish_reasons"].get(o["finish_reason"], 0) + 1
-            runs_path = directory / "runs.jsonl"
-            if runs_path.exists():
-                for line in runs_path.read_text().splitlines():
-                    if line.strip():
-                        run = json.loads(line)
-                        if run["name"] in runs:
-                            runs[run["name"]].append(run)
+            for run in read_runs(directory / "runs.jsonl"):  # a torn last line (a kill) is skipped
+                if run.get("name") in runs:
+                    runs[run["name"]].append(run)
+                    if run.get("run_id"):
+                        totals[run["name"]]["run_ids"].add(run["run_id"])
             rows.extend(shard_rows)
         if problems:
             raise MergeError("Cannot build the dataset:\n  " + "\n  ".join(problems))
         ids = [r[schema.ID] for r in rows]
         if len(set(ids)) != len(ids):
             raise MergeError("Duplicate row ids across shards")
-        expected = sum(1 for _ in questions)
-        seen_questions = {r[QID] for r in rows}
-        if len(seen_questions) != expected:
-            raise MergeError(f"{expected - len(seen_questions)} questions are missing from the shards")
+        # Every question has rows, or a request of it was rejected (counted in failed_requests).
+        accounted = {r[QID] for r in rows} | {f["id"].split(".")[0] for f in failed}
+        lost = [q.id for q in questions if q.id not in accounted]
+        if lost:
+            raise MergeError(f"{len(lost)} questions are missing from the shards (e.g. {lost[:3]})")
 
         by_name = {s.name: s for s in self.specs}
-        for r in rows:
-            r[schema.STUDENT_MODEL] = by_name["probe"].model
-            r[schema.TEACHER_MODEL] = by_name["refine"].model
+        for r in rows:  # a Hub id, or a local checkpoint's folder name: never a machine path
+            r[schema.STUDENT_MODEL] = public_model_name(by_name["probe"].model)
+            r[schema.TEACHER_MODEL] = public_model_name(by_name["refine"].model)
         verdicts_before = _count_verdicts(rows)
         src_cfg = apply_preset(self.config.source)
         kept, filter_counts = apply_filters(
@@ -223,7 +268,9 @@ class Builder:
         for r in kept:
             r.pop(QID, None)
 
-        stage_dicts = {s.name: {**asdict(s)} for s in self.specs}
+        stage_dicts = {s.name: {**asdict(s), "model": public_model_name(s.model)} for s in self.specs}
+        for d in stage_dicts.values():
+            d.pop("base_url", None)  # may carry credentials; not part of the published record
         report: dict[str, Any] = {
             "source": source_report.to_dict(),
             "stages": {n: stage_summary(stage_dicts[n], runs[n], totals[n]) for n in by_name},
@@ -231,13 +278,15 @@ class Builder:
             "filters": [c.to_dict() for c in filter_counts],
             "verdicts": {"before": verdicts_before, "after": _count_verdicts(kept)},
             "teacher_quality": quality,
-            "output": {"rows": len(kept), "path": str(self.output_dir), "files": []},
+            "failed_requests": failed[:1000],
+            "output": {"rows": len(kept), "path": self.output_dir.name, "files": []},
             "num_shards": out.num_shards,
         }
         costs = [s["cost_usd"] for s in report["stages"].values() if s["cost_usd"] is not None]
         report["total_cost_usd"] = round(sum(costs), 4) if costs else None
-        files, num_bytes = write_parquet_files(kept, self.output_dir, out.rows_per_file)
-        report["output"]["files"] = [str(p.relative_to(self.output_dir)) for p in files]
+        staging = start_staging(self.output_dir)  # written aside, then moved into place by renames
+        files, num_bytes = write_parquet_files(kept, staging, out.rows_per_file)
+        report["output"]["files"] = [str(p.relative_to(staging)) for p in files]
         report["wall_time_s"] = round(time.perf_counter() - started, 3)
         markdown = to_markdown(report)
         title = out.dataset_name or self.output_dir.name
@@ -246,19 +295,45 @@ class Builder:
         card = render_card(
             title, report, list(stage_dicts.values()), self.config.to_dict(), markdown, out.license, info, fingerprint
         )
-        (self.output_dir / "README.md").write_text(card, encoding="utf-8")
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        publish(staging, self.output_dir)
         write_report(report, self.output_dir)
         if out.progress:
             print_report(report)
         if out.push_to_hub:
-            report["output"]["hub_url"] = push_folder(self.output_dir, out.push_to_hub, private=out.private)
+            report["output"]["hub_url"] = push_folder(
+                self.output_dir, out.push_to_hub, private=out.private, revision=out.push_to_hub_revision
+            )
             write_report(report, self.output_dir)
         return report
 
     # -- entry -------------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Everything that can be checked before the source loads and any request is sent."""
+        out = self.config.output
+        check_output_dir(self.output_dir)
+        if out.push_to_hub:
+            check_hub_target(out.push_to_hub, out.push_to_hub_revision)
+        if not out.merge:
+            for spec in self.specs:
+                if spec.backend not in ("transformers", "vllm"):
+                    continue
+                if is_local_path(spec.model):
+                    if not Path(spec.model).expanduser().is_dir():
+                        raise ConfigError(
+                            f"{spec.name} stage: model {spec.model} does not exist (no such folder); give a local "
+                            "checkpoint folder or a Hub model id"
+                        )
+                elif _hub_offline() and not _cached(spec.model):
+                    raise ConfigError(
+                        f"{spec.name} stage: model {spec.model!r} is a Hub id, the Hub is offline (HF_HUB_OFFLINE=1) "
+                        "and it is not in the local cache; give a local checkpoint folder instead"
+                    )
+
     def run(self) -> dict[str, Any]:
         """Generate this run's shard (unless merging), then finalize when the whole dataset is here."""
         started = time.perf_counter()
+        self.preflight()
         questions, source_report = self.questions()
         check_references(self.specs, questions, self.config.model.teacher_sees_reference)
         out = self.config.output
@@ -277,6 +352,22 @@ class Builder:
         return self.finalize(questions, source_report, started)
 
 
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _cached(model: str) -> bool:
+    """Whether a Hub model's config is in the local Hugging Face cache (so it loads offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id is simply not cached
+        return False
+
+
 def _count_verdicts(rows: list[dict]) -> dict[str, int]:
     counts = dict.fromkeys(schema.VERDICTS, 0)
     for r in rows:
@@ -293,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         Builder(config).run()
-    except (BackendError, CheckpointError, MergeError) as err:
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (BackendError, CheckpointError, MergeError, SourceError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -127,3 +127,48 @@ def check_fingerprints(directory: Path, fingerprints: dict[str, str]) -> None:
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, meta_path)
+
+
+def _drop_torn_tail(path: Path) -> int:
+    """Truncate a last line without its newline (a write cut by a kill); returns the bytes dropped."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end == len(data):
+        return 0
+    with open(path, "r+b") as f:
+        f.truncate(end)
+        os.fsync(f.fileno())
+    return len(data) - end
+
+
+def append_run(path: Path, record: dict[str, Any]) -> None:
+    """Append one record to a run log (``runs.jsonl``) as one write, after dropping a torn last line.
+
+    Without the truncation the next record would be glued onto the torn one and both would be lost.
+    """
+    _drop_torn_tail(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The records of a run log; a torn last line is skipped, any other unreadable line raises CheckpointError."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    records = []
+    for lineno, line in enumerate(complete.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as err:
+            raise CheckpointError(f"{path}:{lineno} is not a run record ({err}); delete that line") from None
+    return records

@@ -8,8 +8,15 @@ unset falls back to the shared one (``critique_model`` -> ``teacher_model``, ``p
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
+import re
+import sys
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any
 
@@ -17,6 +24,11 @@ from datasets_builders.prompts import check_template, default_template
 
 BACKENDS = ("vllm", "openai", "transformers", "reference", "dry_run")
 STAGE_ROLES = {"probe": "student", "critique": "teacher", "refine": "teacher", "direct": "teacher"}
+AUTO = "auto"  # column keys: the preset's column, else the conventional one when the source has it
+
+
+class ConfigError(ValueError):
+    """A recipe or command line that cannot run: unreadable YAML, an unknown key, a value of the wrong type or range."""
 
 
 @dataclass
@@ -34,8 +46,19 @@ class SourceArgs:
     source_split: str = field(default="train", metadata={"help": "Split to read"})
     data_files: list[str] | None = field(default=None, metadata={"help": "Local/Hub data files for the source"})
     question_column: str | None = field(default=None, metadata={"help": "Column holding the question"})
-    answer_column: str | None = field(default=None, metadata={"help": "Column holding the reference answer, if any"})
-    id_column: str | None = field(default=None, metadata={"help": "Column holding the source id (else a hash)"})
+    answer_column: str | None = field(
+        default=AUTO,
+        metadata={
+            "help": "Column holding the reference answer; 'auto': the preset's, else `answer` if present; null: none"
+        },
+    )
+    id_column: str | None = field(
+        default=AUTO,
+        metadata={
+            "help": "Column holding a unique source id; 'auto': the preset's, else `id` if present; null: none "
+            "(ids then hash the question)"
+        },
+    )
     reference_answer_format: str | None = field(
         default=None, metadata={"help": "'auto' (gold as is / #### / \\boxed) or 'final_answer' (extract it first)"}
     )
@@ -131,6 +154,9 @@ class OutputArgs:
     dataset_name: str | None = field(default=None, metadata={"help": "Title of the dataset card"})
     license: str | None = field(default=None, metadata={"help": "License tag of the dataset card"})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id (org/name) to upload to"})
+    push_to_hub_revision: str | None = field(
+        default=None, metadata={"help": "Branch of the Hub repo to upload to (created from main if missing)"}
+    )
     private: bool = field(default=False, metadata={"help": "Create the Hub repo as private"})
     progress: bool = field(default=True, metadata={"help": "Show progress bars"})
     fsync_interval_s: float = field(
@@ -192,25 +218,214 @@ class StageSpec:
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def sampling(self) -> dict[str, Any]:
-        return {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_tokens,
-            "n": self.n,
-            "seed": self.seed,
-        }
+
+#: Allowed range of each numeric key: (low, low inclusive, high, high inclusive). Stage keys are listed without
+#: their ``<stage>_`` prefix. ``None`` (an unset optional key) always passes.
+RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
+    "num_samples": (1, True, None, False),
+    "seed": (0, True, None, False),
+    "decontaminate_ngram": (1, True, None, False),
+    "max_concurrency": (1, True, None, False),
+    "max_retries": (0, True, None, False),
+    "request_timeout": (0, False, None, False),
+    "tensor_parallel_size": (1, True, None, False),
+    "gpu_memory_utilization": (0, False, 1, True),
+    "max_model_len": (1, True, None, False),
+    "batch_size": (1, True, None, False),
+    "student_input_price": (0, True, None, False),
+    "student_output_price": (0, True, None, False),
+    "teacher_input_price": (0, True, None, False),
+    "teacher_output_price": (0, True, None, False),
+    "temperature": (0, True, None, False),
+    "top_p": (0, False, 1, True),
+    "max_tokens": (1, True, None, False),
+    "n": (1, True, None, False),
+    "verdict_mix": (0, True, 1, True),
+    "num_shards": (1, True, None, False),
+    "shard_index": (0, True, None, False),
+    "rows_per_file": (1, True, None, False),
+    "fsync_interval_s": (0, True, None, False),
+}
+_SECRET_KEY = re.compile(r"key|secret|password|(^|_)token(_|$)", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` without the password of a ``user:password@host`` part (safe to print or log)."""
+    if not url:
+        return url
+    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
+
+
+def _range_of(name: str) -> tuple[float | None, bool, float | None, bool] | None:
+    if name in RANGES:
+        return RANGES[name]
+    stage, _, key = name.partition("_")
+    return RANGES.get(key) if stage in STAGE_ROLES else None
+
+
+def _shown(name: str, value: Any) -> str:
+    """A value as an error message may show it (never the value of a key that may hold a secret)."""
+    return "(value not shown)" if _SECRET_KEY.search(name) else f"(got {value!r})"
+
+
+def known_keys() -> list[str]:
+    """Every recipe key."""
+    return [f.name for cls in ARG_CLASSES for f in fields(cls)]
+
+
+def _unknown(keys: list[str], where: str) -> ConfigError:
+    known = known_keys()
+    parts = []
+    for key in keys:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        parts.append(f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    return ConfigError(
+        f"{where}: unknown key(s) {', '.join(parts)}; `python datasets_builders/build_cgd.py --help` lists them"
+    )
+
+
+def load_recipe(path: str) -> dict[str, Any]:
+    """The recipe as a dict, read with ``yaml.safe_load``; every way it can be unreadable is one line naming it."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            recipe = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"Recipe {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"Recipe {path} is not UTF-8 text (byte {err.start})") from None
+    except yaml.constructor.ConstructorError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        tag = (err.problem or "").split("tag ")[-1].replace("tag:yaml.org,2002:", "!!")
+        raise ConfigError(
+            f"Recipe {path}, line {line}: the tag {tag} is not allowed; recipes are plain YAML values "
+            "(read with yaml.safe_load)"
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"Recipe {path}{where}: YAML syntax error: {getattr(err, 'problem', None) or err}") from None
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"Recipe {path} must be a YAML mapping of `key: value` lines")
+    return recipe
+
+
+def make_parser() -> Any:
+    """TRL's ``TrlParser`` over the builder's dataclasses, refusing abbreviations, with one-line errors."""
+    from trl import TrlParser
+
+    class BuildParser(TrlParser):
+        def error(self, message: str):  # argparse would print the whole usage and exit
+            raise ConfigError(message)
+
+    return BuildParser(ARG_CLASSES, prog="build_cgd.py", allow_abbrev=False)
+
+
+def _check_keys(parser: Any, argv: list[str]) -> tuple[str | None, dict[str, Any], list[str]]:
+    """Refuse unknown or abbreviated keys (recipe and command line) with a suggestion, before anything is parsed."""
+    recipe_path, recipe, cli = None, {}, list(argv)
+    if "--config" in cli:
+        i = cli.index("--config")
+        if i + 1 >= len(cli):
+            raise ConfigError("--config needs a recipe path")
+        recipe_path = cli[i + 1]
+        recipe = load_recipe(recipe_path)
+        cli = cli[:i] + cli[i + 2 :]
+        unknown = [str(k) for k in recipe if k not in known_keys() and k != "env"]
+        if unknown:
+            raise _unknown(unknown, f"Recipe {recipe_path}")
+    _, rest = parser.parse_known_args(cli)
+    if rest:
+        flags = [a.split("=", 1)[0].lstrip("-") for a in rest if a.startswith("-")]
+        if flags:
+            raise _unknown(flags, "Command line")
+        raise ConfigError(f"Command line: unexpected argument(s) {rest}; every value follows a --key")
+    return recipe_path, recipe, cli
+
+
+def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits the annotation ``tp`` (an int is accepted, and converted, where a float is due)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            ok, converted = _matches(value, arm)
+            if ok:
+                return True, converted
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_matches(v, item)[0] for v in value), value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if tp is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def _type_name(tp: Any) -> str:
+    text = str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    return text.replace("NoneType", "null").replace("None", "null")
+
+
+def check_values(groups: Sequence[Any], where: dict[str, str]) -> None:
+    """Every field has its declared type and lies in its allowed range (:data:`RANGES`), else one clear line."""
+    for group in groups:
+        hints = typing.get_type_hints(type(group))
+        for f in fields(group):
+            value = getattr(group, f.name)
+            ok, converted = _matches(value, hints[f.name])
+            src = where.get(f.name, "Recipe")
+            if not ok:
+                raise ConfigError(f"{src}: `{f.name}` must be {_type_name(hints[f.name])} {_shown(f.name, value)}")
+            setattr(group, f.name, converted)
+            bounds = _range_of(f.name)
+            if bounds is None or converted is None or isinstance(converted, (bool, str)):
+                continue
+            low, low_in, high, high_in = bounds
+            bad = isinstance(converted, float) and not math.isfinite(converted)
+            bad |= low is not None and (converted < low if low_in else converted <= low)
+            bad |= high is not None and (converted > high if high_in else converted >= high)
+            if bad:
+                span = [f">= {low}" if low_in else f"> {low}"] if low is not None else []
+                span += [f"<= {high}" if high_in else f"< {high}"] if high is not None else []
+                raise ConfigError(f"{src}: `{f.name}` must be {' and '.join(span)} {_shown(f.name, converted)}")
 
 
 def parse_args(argv: list[str] | None = None) -> BuildConfig:
-    """Parse ``--config recipe.yaml`` plus ``--key value`` overrides (a leading ``merge`` word sets ``--merge``)."""
-    from trl import TrlParser
+    """Parse ``--config recipe.yaml`` plus ``--key value`` overrides (a leading ``merge`` word sets ``--merge``).
 
-    argv = list(argv) if argv is not None else __import__("sys").argv[1:]
+    Like ``cgd.train``: unknown keys (with a suggestion) and abbreviated flags are refused, and every value is
+    checked for type and range here, before any data or model is touched. Errors are :class:`ConfigError`.
+    """
+    argv = list(argv) if argv is not None else sys.argv[1:]
     if argv and argv[0] == "merge":
         argv = [*argv[1:], "--merge", "true"]
-    parser = TrlParser(ARG_CLASSES)
-    groups = parser.parse_args_and_config(argv)
+    parser = make_parser()
+    recipe_path, _, cli = _check_keys(parser, argv)
+    on_cli = {a[2:].split("=", 1)[0] for a in cli if a.startswith("--")}
+    try:
+        groups = parser.parse_args_and_config(argv)
+    except ConfigError as err:  # argparse's "argument --x: invalid float value: 'hot'": say where it came from
+        match = re.match(r"argument --([\w]+)", str(err))
+        where = "Command line" if not match or match.group(1) in on_cli else f"Recipe {recipe_path}"
+        raise ConfigError(f"{where}: {err}") from None
+    for group in groups:
+        _nulls_to_none(group)
+    where = {
+        f.name: "Command line" if f.name in on_cli else f"Recipe {recipe_path}" for g in groups for f in fields(g)
+    }
+    check_values(groups, where)
     source, model, probe, critique, refine, direct, filters, output = groups
     config = BuildConfig(
         source=source,
@@ -219,8 +434,6 @@ def parse_args(argv: list[str] | None = None) -> BuildConfig:
         filters=filters,
         output=output,
     )
-    for group in groups:
-        _nulls_to_none(group)
     validate(config)
     return config
 
@@ -229,26 +442,44 @@ def _nulls_to_none(group: Any) -> None:
     """``--key null`` / ``--key none`` on the command line unset an optional key (YAML ``null`` already does)."""
     for f in fields(group):
         value = getattr(group, f.name)
-        if isinstance(value, str) and value.lower() in ("null", "none") and f.default is None:
+        if isinstance(value, str) and value.lower() in ("null", "none") and f.default in (None, AUTO):
             setattr(group, f.name, None)
 
 
 def validate(config: BuildConfig) -> None:
-    """Fail early on inconsistent settings (before any model is loaded)."""
+    """Fail early on inconsistent settings (before any data or model is loaded); raises :class:`ConfigError`."""
+    from urllib.parse import urlsplit
+
     out = config.output
-    if out.num_shards < 1 or not 0 <= out.shard_index < out.num_shards:
-        raise ValueError(f"shard_index must be in [0, num_shards); got {out.shard_index} of {out.num_shards}")
-    mix = config.filters.verdict_mix
-    if mix is not None and not 0.0 <= mix <= 1.0:
-        raise ValueError(f"verdict_mix must be within [0, 1]; got {mix}")
-    if config.source.decontaminate_ngram < 1:
-        raise ValueError("decontaminate_ngram must be >= 1")
+    if not 0 <= out.shard_index < out.num_shards:
+        raise ConfigError(f"`shard_index` must be in [0, num_shards); got {out.shard_index} of {out.num_shards}")
     if not (config.source.source or config.source.source_preset):
-        raise ValueError("Set `source` (Hub id, folder or file) or `source_preset`")
+        raise ConfigError("Set `source` (Hub id, folder or file) or `source_preset`")
+    if not _ENV_NAME.match(config.model.api_key_env):
+        raise ConfigError(
+            "`api_key_env` must be the NAME of the environment variable holding the API key, e.g. OPENAI_API_KEY "
+            "(the value given is not a variable name and is not shown); export the key in that variable"
+        )
+    urls = [config.model.base_url] + [getattr(a, f"{n}_base_url") for n, a in config.stages.items()]
+    for url in filter(None, urls):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"`base_url` {redact_url(url)!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    if out.push_to_hub_revision and not out.push_to_hub:
+        raise ConfigError("`push_to_hub_revision` needs `push_to_hub` (the repo id, org/name)")
+    if out.push_to_hub:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(out.push_to_hub)
+        except HFValidationError as err:
+            raise ConfigError(f"`push_to_hub` {out.push_to_hub!r} is not a Hub repo id (org/name): {err}") from None
+        if "/" not in out.push_to_hub:
+            raise ConfigError(f"`push_to_hub` {out.push_to_hub!r} needs an owner: org/name or user/name")
     enabled = [name for name, args in config.stages.items() if getattr(args, f"{name}_enabled")]
     for name in ("probe", "critique", "refine"):
         if name not in enabled:
-            raise ValueError(f"The {name} stage cannot be disabled: a CGD row needs it")
+            raise ConfigError(f"The {name} stage cannot be disabled: a CGD row needs it")
     resolve_stages(config)  # validates models, backends and templates
 
 
@@ -263,17 +494,17 @@ def resolve_stages(config: BuildConfig) -> list[StageSpec]:
         role = STAGE_ROLES[name]
         backend = get("backend") or m.backend
         if backend not in BACKENDS:
-            raise ValueError(f"Unknown backend {backend!r} for the {name} stage; choose one of {BACKENDS}")
+            raise ConfigError(f"Unknown backend {backend!r} for the {name} stage; choose one of {BACKENDS}")
         model = get("model") or (m.student_model if role == "student" else m.teacher_model)
         if backend == "reference":  # the rule-based teacher has no model to load: it names itself
             from datasets_builders.backends.reference_teacher import stage_model
 
             model = stage_model(name, get("model"))
         if not model:
-            raise ValueError(f"No model for the {name} stage: set `{role}_model` or `{name}_model`")
+            raise ConfigError(f"No model for the {name} stage: set `{role}_model` or `{name}_model`")
         base_url = get("base_url") or m.base_url
         if backend == "openai" and not base_url:
-            raise ValueError(f"The {name} stage uses the openai backend: set `base_url` or `{name}_base_url`")
+            raise ConfigError(f"The {name} stage uses the openai backend: set `base_url` or `{name}_base_url`")
         template = get("template") or default_template(name, m.teacher_sees_reference)
         check_template(name, template)
         if m.teacher_sees_reference and name in ("critique", "refine") and "{reference_answer}" not in template:
@@ -299,8 +530,3 @@ def resolve_stages(config: BuildConfig) -> list[StageSpec]:
             )
         )
     return specs
-
-
-def stage_field_names() -> list[str]:
-    """Every recipe key (for docs and tests)."""
-    return [f.name for cls in ARG_CLASSES for f in fields(cls)]

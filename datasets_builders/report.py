@@ -9,8 +9,13 @@ from typing import Any
 from datasets_builders.quality import quality_markdown
 
 
-def stage_summary(stage: dict[str, Any], runs: list[dict[str, Any]], totals: dict[str, int]) -> dict[str, Any]:
-    """One stage's line: checkpoint totals (tokens), summed over every run (time, requests), and cost."""
+def stage_summary(stage: dict[str, Any], runs: list[dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
+    """One stage's line: checkpoint totals (rows, failed rows, tokens, requests over all runs), time and cost.
+
+    ``requests_completed`` counts every request answered over all runs, killed ones included (each checkpoint
+    record is one); a request in flight when a run was killed was sent again and counts once. Wall time and
+    the rates are summed over the runs that finished the stage (``finished_runs``): a killed run logs no time.
+    """
     wall = sum(r.get("wall_s", 0.0) for r in runs)
     requests = sum(r.get("requests", 0) for r in runs)
     generated = sum(r.get("completion_tokens", 0) for r in runs)
@@ -18,10 +23,12 @@ def stage_summary(stage: dict[str, Any], runs: list[dict[str, Any]], totals: dic
         "model": stage["model"],
         "backend": stage["backend"],
         "rows": totals["rows"],
+        "failed": totals.get("failed", 0),
         "completion_tokens": totals["completion_tokens"],
         "prompt_tokens": totals["prompt_tokens"],
-        "requests_sent": requests,
-        "runs": len(runs),
+        "requests_completed": totals.get("requests_completed", totals["rows"]),
+        "runs": max(len(runs), len(totals.get("run_ids", ()))),
+        "finished_runs": len(runs),
         "wall_s": round(wall, 3),
         "load_s": round(sum(r.get("load_s", 0.0) for r in runs), 3),
         "rows_per_s": round(requests / wall, 3) if wall > 0 else None,
@@ -51,14 +58,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"| contaminated dropped | {src['contaminated']} |",
         f"| selected | {src['rows_selected']} |",
         "",
-        "| stage | model | backend | rows | generated tokens | prompt tokens | requests sent | wall s | rows/s | tokens/s | cost USD |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stage | model | backend | rows | failed requests | generated tokens | prompt tokens | requests completed | runs | wall s | rows/s | tokens/s | cost USD |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in report["stages"].items():
         cost = "" if s["cost_usd"] is None else f"{s['cost_usd']:.4f}"
         lines.append(
-            f"| {name} | {s['model']} | {s['backend']} | {s['rows']} | {s['completion_tokens']} | {s['prompt_tokens']} | "
-            f"{s['requests_sent']} | {s['wall_s']:.2f} | {s['rows_per_s'] or ''} | {s['tokens_per_s'] or ''} | {cost} |"
+            f"| {name} | {s['model']} | {s['backend']} | {s['rows']} | {s['failed']} | {s['completion_tokens']} | "
+            f"{s['prompt_tokens']} | {s['requests_completed']} | {s['runs']} | {s['wall_s']:.2f} | {s['rows_per_s'] or ''} | {s['tokens_per_s'] or ''} | {cost} |"
         )
     lines += ["", "| filter | enabled | rows in | dropped | rows out | detail |", "|---|---|---:|---:|---:|---|"]
     for f in report["filters"]:
@@ -71,6 +78,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"Verdicts before filtering: right {v['before']['right']}, wrong {v['before']['wrong']}, unparsed {v['before']['unparsed']}; "
         f"after: right {v['after']['right']}, wrong {v['after']['wrong']}, unparsed {v['after']['unparsed']}.",
+        f"Requests rejected by the server as invalid (rows left out, ids and reasons in build_report.json): "
+        f"{len(report.get('failed_requests') or [])}.",
         f"Rows written: {report['output']['rows']}. Total cost: {report['total_cost_usd'] if report['total_cost_usd'] is not None else 'n/a'} USD.",
         *quality_markdown(report),
     ]
@@ -84,11 +93,24 @@ def print_report(report: dict[str, Any]) -> None:
 
     console = Console(stderr=True, width=max(Console(stderr=True).width, 150))
     table = Table(title="CGD build: stages")
-    for col in ("stage", "model", "backend", "rows", "gen tokens", "requests", "wall s", "rows/s", "tok/s", "cost $"):
+    for col in (
+        "stage",
+        "model",
+        "backend",
+        "rows",
+        "failed",
+        "gen tokens",
+        "requests",
+        "wall s",
+        "rows/s",
+        "tok/s",
+        "cost $",
+    ):
         table.add_column(col)
     for name, s in report["stages"].items():
         table.add_row(
-            name, s["model"], s["backend"], str(s["rows"]), str(s["completion_tokens"]), str(s["requests_sent"]),
+            name, s["model"], s["backend"], str(s["rows"]), str(s["failed"]), str(s["completion_tokens"]),
+            str(s["requests_completed"]),
             f"{s['wall_s']:.2f}", str(s["rows_per_s"] or "-"), str(s["tokens_per_s"] or "-"),
             "-" if s["cost_usd"] is None else f"{s['cost_usd']:.4f}",
         )  # fmt: skip
@@ -115,6 +137,9 @@ def print_report(report: dict[str, Any]) -> None:
         )
     console.print(table)
     console.print(f"rows written: {report['output']['rows']} -> {report['output']['path']}")
+    failed = report.get("failed_requests") or []
+    if failed:
+        console.print(f"requests rejected by the server (rows left out): {len(failed)}, e.g. {failed[0]}")
     quality = (report.get("teacher_quality") or {}).get("generated")
     if quality:
         console.print(
@@ -129,8 +154,10 @@ def print_report(report: dict[str, Any]) -> None:
 
 def write_report(report: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
     """Write ``build_report.json`` and ``build_report.md`` to ``output_dir``."""
+    from datasets_builders.output import write_text_atomic
+
     json_path = output_dir / "build_report.json"
     md_path = output_dir / "build_report.md"
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    md_path.write_text("# CGD build report\n\n" + to_markdown(report) + "\n")
+    write_text_atomic(json_path, json.dumps(report, indent=2, ensure_ascii=False))
+    write_text_atomic(md_path, "# CGD build report\n\n" + to_markdown(report) + "\n")
     return json_path, md_path

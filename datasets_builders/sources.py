@@ -7,6 +7,8 @@ the source has no id column); resume, sharding and merging are all keyed on it.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import re
 import unicodedata
@@ -48,6 +50,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "reference_answer_format": "final_answer",
     },
 }
+
+
+class SourceError(ValueError):
+    """The source cannot be read as asked (missing path, Hub unreachable, unreadable file, conflicting ids)."""
+
 
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 _BUILDER_NAMES = {"json", "parquet", "csv", "arrow", "text"}
@@ -104,15 +111,83 @@ def apply_preset(args: Any) -> dict[str, Any]:
     if args.source and preset and args.source != preset["source"]:
         # Another copy of the data (e.g. a local file): keep the preset's columns, not its Hub config/ids.
         preset = {k: v for k, v in preset.items() if k not in ("source_config", "id_column")}
-    keys = ("source", "source_config", "question_column", "answer_column", "id_column", "reference_answer_format")
+    keys = ("source", "source_config", "question_column", "reference_answer_format")
     resolved = {k: getattr(args, k) if getattr(args, k) is not None else preset.get(k) for k in keys}
     resolved["question_column"] = resolved["question_column"] or "question"
     resolved["reference_answer_format"] = resolved["reference_answer_format"] or "auto"
-    resolved["id_column_from_preset"] = args.id_column is None and "id_column" in preset
-    # Neither set nor preset: use the conventional `answer` / `id` columns when the source has them.
-    resolved["auto_answer_column"] = resolved["answer_column"] is None
-    resolved["auto_id_column"] = resolved["id_column"] is None
+    # `auto` (the default): the preset's column, else the conventional `answer` / `id` when the source has one;
+    # null: no such column (no reference answers / ids hashed from the question).
+    for key in ("answer_column", "id_column"):
+        value = getattr(args, key)
+        resolved[key] = preset.get(key) if value == "auto" else value
+        resolved[f"auto_{key}"] = value == "auto" and key not in preset
+    resolved["id_column_from_preset"] = args.id_column == "auto" and "id_column" in preset
     return resolved
+
+
+def is_local_path(source: str) -> bool:
+    """Whether ``source`` names a local file or folder (existing or not) rather than a Hub dataset id."""
+    if os.path.exists(os.path.expanduser(source)):
+        return True
+    return (
+        Path(source).suffix.lower() in _FILE_BUILDERS
+        or source.startswith(("/", ".", "~"))
+        or source.count("/") >= 2
+        or os.sep != "/"
+        and os.sep in source
+    )
+
+
+def public_source_name(source: str, data_files: list[str] | None = None) -> str:
+    """The source as published in rows, card and report: a Hub id as is, local files by their file names only."""
+    if source in _BUILDER_NAMES and data_files:
+        return ",".join(Path(str(f)).name for f in data_files)
+    if is_local_path(source):
+        return Path(os.path.expanduser(source)).resolve().name
+    return source
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def check_json_lines(path: Path) -> None:
+    """Raise :class:`SourceError` naming the file and line of the first line that is not a UTF-8 JSON object.
+
+    ``datasets``' json builder reports these as a traceback without the line; a torn last line (a copy cut
+    short) is named as such.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip()
+    if head.startswith(b"["):  # one JSON array, not JSON lines
+        try:
+            json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise SourceError(f"{path}: not valid UTF-8 (byte {err.start}); re-encode the file as UTF-8") from None
+        except ValueError as err:
+            raise SourceError(f"{path}: not valid JSON ({err})") from None
+        return
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                raise SourceError(
+                    f"{path}, line {lineno}: not valid UTF-8 (byte {err.start} of the line); re-encode the file as UTF-8"
+                ) from None
+            except ValueError as err:
+                if not raw.endswith(b"\n") and f.read(1) == b"":
+                    raise SourceError(
+                        f"{path}, line {lineno} (the last line) is cut off ({err.msg}): the file is truncated; "
+                        "complete or remove that line"
+                    ) from None
+                raise SourceError(f"{path}, line {lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise SourceError(f"{path}, line {lineno}: a JSON {type(record).__name__}, not an object")
 
 
 def normalize_question(text: str) -> str:
@@ -127,16 +202,53 @@ def stable_id(source: str, source_id: str | None, question: str) -> str:
 
 
 def load_rows(source: str, source_config: str | None, split: str, data_files: list[str] | None):
-    """The source as a ``datasets.Dataset`` (Hub id, local folder, a data file, or a builder + data_files)."""
+    """The source as a ``datasets.Dataset`` (Hub id, local folder, a data file, or a builder + data_files).
+
+    Every way this can fail is a :class:`SourceError` of one line that names the source, raised before any
+    generation: a local path or data file that does not exist, a Hub id while the Hub is offline, a JSON
+    lines file with a bad or cut-off line, or whatever ``datasets`` raises while reading.
+    """
     import datasets
 
-    path = Path(source)
-    if path.is_file() and data_files is None:
-        builder = _FILE_BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise ValueError(f"Cannot tell the format of {source}; give `source: json|parquet|csv` and `data_files`")
-        return datasets.load_dataset(builder, data_files=str(path), split=split)
-    return datasets.load_dataset(source, source_config, data_files=data_files, split=split)
+    local_files: list[Path] = []
+    if data_files:
+        for f in data_files:
+            if "*" not in str(f) and not str(f).startswith("hf://") and is_local_path(str(f)):
+                if not Path(f).expanduser().is_file():
+                    raise SourceError(f"Data file {f} does not exist")
+                local_files.append(Path(f).expanduser())
+    if is_local_path(source):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise SourceError(f"Source {source} does not exist (no such file or folder)")
+        if path.is_file():
+            local_files.append(path)
+    for f in local_files:
+        if f.suffix.lower() in (".jsonl", ".json"):
+            check_json_lines(f)
+    try:
+        path = Path(source).expanduser()
+        if path.is_file() and data_files is None:
+            builder = _FILE_BUILDERS.get(path.suffix.lower())
+            if builder is None:
+                raise SourceError(
+                    f"Cannot tell the format of {source}; give `source: json|parquet|csv` and `data_files`"
+                )
+            return datasets.load_dataset(builder, data_files=str(path), split=split)
+        return datasets.load_dataset(
+            str(path) if is_local_path(source) else source, source_config, data_files=data_files, split=split
+        )
+    except SourceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - datasets raises many types; each becomes one line naming the source
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not is_local_path(source) and source not in _BUILDER_NAMES and _hub_offline():
+            raise SourceError(
+                f"Source {source!r} is a Hub dataset and the Hub is offline (HF_HUB_OFFLINE=1) with no cached copy. "
+                "Pass a local file instead: --source path/to/questions.jsonl (e.g. the embedded question set: "
+                "python -m cgd.demo.questions --output_dir data/questions, then --source data/questions/train.jsonl)"
+            ) from None
+        raise SourceError(f"Cannot read source {source!r}: {type(err).__name__}: {text}") from None
 
 
 def select_questions(
@@ -153,16 +265,10 @@ def select_questions(
     cfg = apply_preset(args)
     if dataset is None:
         dataset = load_rows(cfg["source"], cfg["source_config"], args.source_split, args.data_files)
-    source_label = str(cfg["source"])
-    if source_label in _BUILDER_NAMES and args.data_files:  # `source: json` + data_files: name the files
-        source_label = ",".join(str(f) for f in args.data_files)
-    # Ids hash the file name, not its directory, so moving the data does not change them.
-    source_name = (
-        ",".join(Path(f).name for f in source_label.split(","))
-        if Path(source_label.split(",")[0]).exists()
-        else source_label
-    )
-    report = SourceReport(source=source_label)
+    # Published and hashed into ids: a Hub id, or the file name without its directory (no machine paths,
+    # and moving the data does not change the ids).
+    source_name = public_source_name(str(cfg["source"]), args.data_files)
+    report = SourceReport(source=source_name)
     columns = list(dataset.column_names)
     qcol, acol, idcol = cfg["question_column"], cfg["answer_column"], cfg["id_column"]
     if acol is None and cfg["auto_answer_column"] and "answer" in columns:
@@ -182,6 +288,8 @@ def select_questions(
     source_ids = [str(v) if v is not None else None for v in dataset[idcol]] if idcol else None
     if source_ids is not None and cfg["id_column_from_preset"] and len(set(source_ids)) != len(source_ids):
         idcol, source_ids = None, None  # the preset's id column is not unique in this copy: hash questions
+    if source_ids is not None:
+        _check_ids(source_ids, questions, idcol, source_name)
     report.rows_loaded = len(questions)
 
     clean: list[int] = []
@@ -193,6 +301,12 @@ def select_questions(
             report.malformed.append({"source_id": sid, "reason": f"question is {type(q).__name__}, not text"})
         elif not q.strip():
             report.malformed.append({"source_id": sid, "reason": "empty question"})
+        elif answers[i] is not None and (
+            isinstance(answers[i], bool) or not isinstance(answers[i], (str, int, float))
+        ):
+            report.malformed.append(
+                {"source_id": sid, "reason": f"reference answer is {type(answers[i]).__name__}, not text or a number"}
+            )
         else:
             clean.append(i)
 
@@ -228,16 +342,32 @@ def select_questions(
                 id=rid,
                 question=q,
                 reference_answer=None if answer is None else str(answer),
-                source=source_label,
+                source=source_name,
                 source_id=sid,
             )
         )
     if len(used_ids) != len(selected):
-        raise ValueError(
-            f"Values of the id column {idcol!r} are not unique; set `id_column` to a unique column or unset it"
+        raise SourceError(
+            f"{source_name}: the id column {idcol!r} repeats ids of the same question with `dedupe: false`; "
+            "set `id_column: null` to tell the copies apart by row"
         )
     report.rows_selected = len(selected)
     return selected, report
+
+
+def _check_ids(source_ids: list[str | None], questions: list[Any], idcol: str, source_name: str) -> None:
+    """Refuse an id column where one id names different questions (resume and merge are keyed on ids)."""
+    first: dict[str, tuple[int, str]] = {}
+    for i, (sid, q) in enumerate(zip(source_ids, questions)):
+        if sid is None or not isinstance(q, str):
+            continue
+        key = normalize_question(q)
+        seen = first.setdefault(sid, (i, key))
+        if seen[1] != key:
+            raise SourceError(
+                f"{source_name}: id {sid!r} (column {idcol!r}) is used by rows {seen[0]} and {i} with different "
+                "questions; make the column unique, or set `id_column: null` to derive ids from the question text"
+            )
 
 
 def question_row(q: Question) -> dict[str, Any]:

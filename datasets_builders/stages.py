@@ -9,6 +9,8 @@ is joined to every unit of that question.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,7 +18,7 @@ from typing import Any
 
 from cgd import schema
 from cgd.verdict import parse_verdict
-from datasets_builders.backends import Backend, Completion, Request, Sampling
+from datasets_builders.backends import Backend, Completion, Rejection, Request, Sampling
 from datasets_builders.checkpoint import CheckpointError, StageCheckpoint
 from datasets_builders.prompts import AVAILABLE_PLACEHOLDERS, fill_template
 
@@ -27,6 +29,8 @@ OUTPUT_COLUMN = {
     "direct": schema.TEACHER_ANSWER,
 }
 QID = "_question_id"  # internal: the question a unit came from
+RUN_ID = f"{int(time.time())}-{os.getpid()}"  # tags this process's checkpoint records (requests counted over runs)
+logger = logging.getLogger("cgd.builders")
 
 
 @dataclass
@@ -39,7 +43,9 @@ class StageRun:
     units: int = 0
     resumed: int = 0  # units already finished before this run
     torn_bytes: int = 0  # bytes of a torn last record discarded on open
-    requests: int = 0  # rows generated in this run
+    requests: int = 0  # requests completed in this run (rows generated + rows the server rejected)
+    failed: int = 0  # requests the server rejected as invalid in this run (recorded as failed rows)
+    run_id: str = RUN_ID
     completion_tokens: int = 0  # generated in this run
     prompt_tokens: int = 0  # prompts of this run
     load_s: float = 0.0
@@ -58,6 +64,20 @@ def shard_of(question_id: str, num_shards: int) -> int:
 def stage_units(stage: str, question_units: list[dict], previous_units: list[dict]) -> list[dict]:
     """The units a stage works on: questions for probe/direct, the previous stage's units otherwise."""
     return question_units if stage in ("probe", "direct") else previous_units
+
+
+def public_model_name(model: str) -> str:
+    """A model as published in rows, card and report: a Hub id as is, a local checkpoint by its folder name."""
+    from datasets_builders.sources import is_local_path
+
+    if is_local_path(model):
+        return os.path.basename(os.path.normpath(os.path.abspath(os.path.expanduser(model))))
+    return model
+
+
+def failed_records(checkpoint: StageCheckpoint) -> list[dict[str, Any]]:
+    """Rows whose request the server rejected: ``{"id", "status", "reason"}`` each."""
+    return [{"id": rid, **r["failed"]} for rid, r in checkpoint.records.items() if r.get("failed")]
 
 
 def build_request(spec: Any, unit: dict) -> Request:
@@ -106,7 +126,9 @@ def run_stage(
     """Generate every unit missing from ``checkpoint`` and append each result as it arrives."""
     from tqdm.auto import tqdm
 
-    run = StageRun(spec.name, spec.model, spec.backend, units=len(units), torn_bytes=checkpoint.torn_bytes)
+    run = StageRun(
+        spec.name, public_model_name(spec.model), spec.backend, units=len(units), torn_bytes=checkpoint.torn_bytes
+    )
     wanted = {u[schema.ID] for u in units}
     foreign = [rid for rid in checkpoint.records if rid not in wanted]
     if foreign:
@@ -116,6 +138,11 @@ def run_stage(
         )
     todo = [u for u in units if u[schema.ID] not in checkpoint]
     run.resumed = len(units) - len(todo)
+    if run.resumed:
+        logger.info(
+            "%s: %d of %d rows already done (in %s), skipped; %d to generate",
+            spec.name, run.resumed, len(units), checkpoint.path.name, len(todo),
+        )  # fmt: skip
     if todo:
         start = time.perf_counter()
         backend = get_backend(spec)
@@ -123,9 +150,16 @@ def run_stage(
         sampling = Sampling(spec.temperature, spec.top_p, spec.max_tokens, spec.n, spec.seed)
         bar = tqdm(total=len(units), initial=run.resumed, desc=spec.name, unit="row", disable=not progress)
 
-        def on_result(request: Request, completions: list[Completion]) -> None:
-            checkpoint.append({"id": request.id, "model": spec.model, "outputs": [asdict(c) for c in completions]})
+        def on_result(request: Request, completions: list[Completion] | Rejection) -> None:
+            record: dict[str, Any] = {"id": request.id, "model": spec.model, "run": run.run_id}
             run.requests += 1
+            if isinstance(completions, Rejection):  # the row's own problem: recorded as failed, not re-sent
+                logger.warning("%s: row %s rejected by the server: %s", spec.name, request.id, completions.reason)
+                checkpoint.append({**record, "outputs": [], "failed": asdict(completions)})
+                run.failed += 1
+                bar.update(1)
+                return
+            checkpoint.append({**record, "outputs": [asdict(c) for c in completions]})
             run.completion_tokens += sum(c.num_tokens for c in completions)
             run.prompt_tokens += completions[0].prompt_tokens if completions else 0
             bar.update(1)

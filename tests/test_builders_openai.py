@@ -31,11 +31,21 @@ def free_port() -> int:
 class ScriptedServer:
     """An OpenAI-compatible chat endpoint that fails the first ``fail_first`` calls with ``status``."""
 
-    def __init__(self, fail_first: int = 0, status: int = 500, delay_s: float = 0.0):
+    def __init__(
+        self,
+        fail_first: int = 0,
+        status: int = 500,
+        delay_s: float = 0.0,
+        reject: str | None = None,
+        truncate_first: int = 0,
+    ):
         self.calls = 0
         self.fail_first = fail_first
         self.status = status
         self.delay_s = delay_s
+        self.reject = reject  # prompts containing this text get a 400, as an over-long prompt would
+        self.truncate_first = truncate_first  # the first answers are cut off mid-JSON (Content-Length matches)
+        self.auth: list[str | None] = []
         self.lock = threading.Lock()
         outer = self
 
@@ -48,9 +58,15 @@ class ScriptedServer:
                 with outer.lock:
                     outer.calls += 1
                     failing = outer.calls <= outer.fail_first
+                    truncating = outer.calls <= outer.truncate_first
+                    outer.auth.append(self.headers.get("Authorization"))
                 if outer.delay_s:
                     time.sleep(outer.delay_s)
-                if failing:
+                if outer.reject and outer.reject in body["messages"][-1]["content"]:
+                    payload = json.dumps({"error": {"message": "This model's maximum context length is 8 tokens"}})
+                    payload = payload.encode()
+                    self.send_response(400)
+                elif failing:
                     payload = json.dumps({"error": {"message": "scripted failure"}}).encode()
                     self.send_response(outer.status)
                     self.send_header("retry-after-ms", "10")  # the client honours it: keeps the test fast
@@ -74,6 +90,8 @@ class ScriptedServer:
                             "usage": {"prompt_tokens": len(user.split()), "completion_tokens": 7, "total_tokens": 0},
                         }
                     ).encode()
+                    if truncating:
+                        payload = payload[: len(payload) // 2]
                     self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -117,7 +135,7 @@ def test_retries_through_server_errors(questions_file, tmp_path):
     with ScriptedServer(fail_first=4, status=503) as server:
         report = Builder(parse_args(_args(questions_file, out, server.url, "--max_concurrency", "2"))).run()
         assert server.calls == 4 + 3 * 6  # every failure retried, every row sent once
-    assert report["output"]["rows"] == 6 and report["stages"]["probe"]["requests_sent"] == 6
+    assert report["output"]["rows"] == 6 and report["stages"]["probe"]["requests_completed"] == 6
     rows = {r[schema.ID]: r for r in __import__("datasets").load_dataset(str(out), split="train").to_list()}
     assert all(r[schema.INITIAL_RESPONSE].startswith("Echo (stu, 4096)") for r in rows.values())
     assert all(
@@ -252,4 +270,74 @@ def test_openai_backend_against_transformers_serve(questions_file, tmp_path, tra
         for stage in ("probe", "critique", "refine"):
             assert r[schema.finish_reason_column(stage)] in ("stop", "length")
             assert 1 <= r[schema.num_tokens_column(stage)] <= 8
-    assert report["stages"]["critique"]["prompt_tokens"] > 0 and report["stages"]["probe"]["requests_sent"] == 3
+    assert report["stages"]["critique"]["prompt_tokens"] > 0 and report["stages"]["probe"]["requests_completed"] == 3
+
+
+# -- requests the server rejects, broken bodies, credentials ----------------------------------------
+
+
+def _rejecting_questions(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    rows = [{"id": f"q{i}", "question": f"What is {i} times {i}?"} for i in range(6)]
+    rows[3]["question"] = "A very long question TOO-LONG that no context holds"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_rejected_request_is_a_counted_failed_row_and_the_build_goes_on(tmp_path):
+    out = tmp_path / tmp_path.name
+    questions = _rejecting_questions(tmp_path)
+    with ScriptedServer(reject="TOO-LONG") as server:
+        assert main(_args(questions, out, server.url, "--id_column", "id")) == 0
+        report = json.loads((out / "build_report.json").read_text())
+        (failed,) = report["failed_requests"]
+        assert failed["stage"] == "probe" and failed["status"] == 400 and "maximum context length" in failed["reason"]
+        assert report["stages"]["probe"]["failed"] == 1 and report["stages"]["probe"]["rows"] == 5
+        assert report["output"]["rows"] == 5 and "rejected by the server as invalid" in (out / "README.md").read_text()
+        rows = __import__("datasets").load_dataset(str(out), split="train").to_list()
+        assert len(rows) == 5 and failed["id"] not in {r[schema.ID] for r in rows}
+        calls = server.calls
+        assert main(_args(questions, out, server.url, "--id_column", "id")) == 0  # a rerun finishes, sends nothing
+        assert server.calls == calls
+
+
+def test_a_server_rejecting_everything_fails_the_stage(questions_file, tmp_path, capsys):
+    out = tmp_path / "ds"
+    with ScriptedServer(reject="What is") as server:  # 6 questions, all rejected
+        assert main(_args(questions_file, out, server.url, "--max_concurrency", "1")) == 1
+    with ScriptedServer(reject="What is") as server:  # 20: it stops after the first 8
+        many = tmp_path / "many.jsonl"
+        many.write_text("".join(json.dumps({"question": f"What is {i}?"}) + "\n" for i in range(20)))
+        assert main(_args(many, tmp_path / "ds2", server.url, "--max_concurrency", "1")) == 1
+        assert server.calls == 8
+    err = capsys.readouterr().err
+    assert "rejected the first 6 requests (HTTP 400" in err and "rejected the first 8 requests" in err
+    assert "a setting is likely wrong" in err
+
+
+def test_a_cut_off_json_body_is_retried_then_named(questions_file, tmp_path, capsys):
+    with ScriptedServer(truncate_first=2) as server:  # two broken bodies, then good ones: the build succeeds
+        out = tmp_path / tmp_path.name
+        report = Builder(parse_args(_args(questions_file, out, server.url, "--max_concurrency", "1"))).run()
+        assert report["output"]["rows"] == 6 and server.calls == 2 + 3 * 6
+    with ScriptedServer(truncate_first=10**6) as server:
+        assert main(_args(questions_file, tmp_path / "ds", server.url, "--max_retries", "1")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: probe stage failed: The server at http://127.0.0.1:")
+    assert "not valid JSON (cut off?) 2 times" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_credentials_in_base_url_are_sent_as_basic_auth_and_never_logged(questions_file, tmp_path, caplog):
+    import base64
+    import logging
+
+    secret = "sk-in-the-url-123"
+    out = tmp_path / tmp_path.name
+    with ScriptedServer() as server, caplog.at_level(logging.DEBUG):
+        url = server.url.replace("http://", f"http://alice:{secret}@")
+        Builder(parse_args(_args(questions_file, out, url, "--num_samples", "2"))).run()
+        assert set(server.auth) == {"Basic " + base64.b64encode(f"alice:{secret}".encode()).decode()}
+    assert any("HTTP Request" in r.getMessage() for r in caplog.records)  # httpx logged its requests...
+    assert secret not in caplog.text  # ...without the key
+    for path in out.rglob("*"):
+        assert not path.is_file() or secret.encode() not in path.read_bytes(), path

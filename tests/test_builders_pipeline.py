@@ -91,7 +91,8 @@ def test_resume_sends_only_missing_requests_and_filters_rerun(questions_file, tm
     assert report["this_run"]["probe"]["requests"] == 5 and report["this_run"]["probe"]["resumed"] == 15
     assert report["this_run"]["probe"]["torn_bytes"] == 20
     assert report["this_run"]["critique"]["requests"] == 20 and report["this_run"]["refine"]["requests"] == 0
-    assert report["stages"]["probe"]["requests_sent"] == 25 and report["stages"]["probe"]["runs"] == 2
+    # 20 probe requests answered over the two runs (the 5 lost rows were sent again, each counted once)
+    assert report["stages"]["probe"]["requests_completed"] == 20 and report["stages"]["probe"]["runs"] == 2
     assert all(r[schema.VERDICT] == "right" for r in _rows(out)) and report["output"]["rows"] < 20
 
 
@@ -124,7 +125,7 @@ def test_shards_and_merge_equal_a_single_build(questions_file, tmp_path):
     report = Builder(parse_args(["merge", *_args(questions_file, sharded, "--num_shards", "3")])).run()
     key = lambda r: r[schema.ID]  # noqa: E731
     assert sorted(_rows(sharded), key=key) == sorted(_rows(single), key=key)
-    assert report["stages"]["probe"]["requests_sent"] == 20 and report["num_shards"] == 3
+    assert report["stages"]["probe"]["requests_completed"] == 20 and report["num_shards"] == 3
 
 
 def test_n_samples_expand_rows(questions_file, tmp_path):
@@ -172,11 +173,21 @@ def test_source_as_builder_name_plus_data_files_gives_the_same_ids(questions_fil
     args[args.index("--source") + 1] = "json"
     via_builder, report = select_questions(parse_args([*args, "--data_files", str(questions_file)]).source)
     assert [q.id for q in via_builder] == [q.id for q in direct] and len(direct) == 20
-    assert report.source == str(questions_file) and via_builder[0].source == str(questions_file)
+    assert report.source == questions_file.name and via_builder[0].source == questions_file.name  # no local path
 
 
-def test_push_to_hub_flag_uploads_the_built_folder(questions_file, tmp_path, fake_hub_api):
+def _online_with_token(monkeypatch, user="org"):
+    """The Hub checks of the builder see a token and a reachable Hub (the fake HfApi answers whoami)."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    monkeypatch.setattr(huggingface_hub.HfApi, "whoami", lambda self: {"name": user, "orgs": []}, raising=False)
+
+
+def test_push_to_hub_flag_uploads_the_built_folder(questions_file, tmp_path, fake_hub_api, monkeypatch):
     calls = fake_hub_api
+    _online_with_token(monkeypatch)
     out = tmp_path / tmp_path.name
     report = Builder(
         parse_args(_args(questions_file, out, "--num_samples", "2", "--push_to_hub", "org/cgd", "--private", "true"))

@@ -7,9 +7,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from datasets_builders.backends.base import Backend, BackendError, Completion, Request, ResultCallback, Sampling
+from datasets_builders.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    Rejection,
+    Request,
+    ResultCallback,
+    Sampling,
+)
 
-__all__ = ["Backend", "BackendError", "Completion", "Request", "ResultCallback", "Sampling", "make_backend"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "Completion",
+    "Rejection",
+    "Request",
+    "ResultCallback",
+    "Sampling",
+    "make_backend",
+]
 
 
 def make_backend(spec: Any, model_args: Any) -> Backend:

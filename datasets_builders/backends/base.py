@@ -55,8 +55,21 @@ class Completion:
     prompt_tokens: int = 0
 
 
-#: Called once per finished request with its ``n`` completions; the stage checkpoints it right away.
-ResultCallback = Callable[[Request, list[Completion]], None]
+@dataclass(frozen=True)
+class Rejection:
+    """The server refused one request as invalid (HTTP 400/413/422, e.g. a prompt over the context length).
+
+    The stage records the row as failed, with this status and reason, and goes on; it is counted in the build
+    report and a rerun does not send it again.
+    """
+
+    status: int
+    reason: str
+
+
+#: Called once per finished request with its ``n`` completions, or a :class:`Rejection`; the stage checkpoints
+#: it right away.
+ResultCallback = Callable[[Request, "list[Completion] | Rejection"], None]
 
 
 class Backend(ABC):
@@ -69,7 +82,8 @@ class Backend(ABC):
         """Generate for every request, calling ``on_result`` as each one finishes (any order).
 
         Must raise :class:`BackendError` (never call ``on_result`` with made-up outputs) when a request
-        cannot be served; results already delivered stay delivered.
+        cannot be served for a reason that is not the request's own; a request the server rejects as invalid
+        is reported with a :class:`Rejection`. Results already delivered stay delivered.
         """
 
     def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
