@@ -581,5 +581,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return run(args)
 
 
+def cli() -> None:
+    """Console entry point (``cgd-entropy``): exits 0 on success (``main`` returns its results to callers)."""
+    main()
+
+
 if __name__ == "__main__":
     main()

@@ -531,5 +531,10 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+def cli() -> None:
+    """Console entry point (``cgd-demo``): exits 0 on success (``main`` returns its results to callers)."""
+    main()
+
+
 if __name__ == "__main__":
     main()
