@@ -1,14 +1,19 @@
-"""The dataset card (README.md): YAML metadata with one config per training view, and the build's record."""
+"""The dataset card (README.md), built with huggingface_hub's ``DatasetCard`` / ``DatasetCardData``.
+
+The metadata carries one ``configs`` entry per training view, the license, tags (with the paper's
+``arxiv:2505.11628`` so the Hub links the paper), task category, size category, the source dataset when it
+is on the Hub, and ``dataset_info``; the body records the build.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from cgd import schema
 
 DATA_GLOB = "data/train-*"
+PAPER = "2505.11628"
+TAGS = ["cgd", "critique-guided-distillation", "synthetic", "reasoning", f"arxiv:{PAPER}"]
 
 
 def view_columns(method: str) -> list[str]:
@@ -17,15 +22,31 @@ def view_columns(method: str) -> list[str]:
     return [schema.ID, *spec.inputs, spec.target]
 
 
-def card_metadata(
-    license_tag: str | None, info: dict[str, Any] | None = None, fingerprint: str | None = None
-) -> dict[str, Any]:
-    """YAML header: ``default`` (every column) plus one config per method of :data:`cgd.schema.METHODS`.
+def size_category(num_rows: int) -> str:
+    """The Hub's ``size_categories`` bucket for a row count."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+    for limit, name in bounds:
+        if num_rows < limit:
+            return name
+    return "1M<n<10M" if num_rows < 10_000_000 else "10M<n<100M"
+
+
+def card_data(
+    license_tag: str | None,
+    info: dict[str, Any] | None = None,
+    fingerprint: str | None = None,
+    pretty_name: str | None = None,
+    source: str | None = None,
+    num_rows: int | None = None,
+) -> Any:
+    """``DatasetCardData``: ``default`` config (every column) plus one per method of :data:`cgd.schema.METHODS`.
 
     Each config's description carries the data's content ``fingerprint`` (see
     :func:`datasets_builders.output.content_fingerprint`: it keeps ``datasets``' cache of a rebuilt local
     folder from going stale).
     """
+    from huggingface_hub import DatasetCardData
+
     tag = f" [data {fingerprint}]" if fingerprint else ""
     configs: list[dict[str, Any]] = [
         {
@@ -44,17 +65,27 @@ def card_metadata(
                 "columns": view_columns(method),
             }
         )
-    meta: dict[str, Any] = {
-        "configs": configs,
-        "tags": ["cgd", "critique-guided-distillation", "synthetic", "reasoning"],
-        "task_categories": ["text-generation"],
-        "language": ["en"],
-    }
-    if license_tag:
-        meta["license"] = license_tag
-    if info:
-        meta["dataset_info"] = info
-    return meta
+    from datasets_builders.sources import is_local_path
+
+    hub_source = source if source and source.count("/") == 1 and not is_local_path(source) else None
+    return DatasetCardData(
+        license=license_tag,
+        language=["en"],
+        task_categories=["text-generation"],
+        size_categories=[size_category(num_rows)] if num_rows is not None else None,
+        source_datasets=[hub_source] if hub_source else None,
+        pretty_name=pretty_name,
+        tags=list(TAGS),
+        configs=configs,
+        dataset_info=info,
+    )
+
+
+def card_metadata(
+    license_tag: str | None, info: dict[str, Any] | None = None, fingerprint: str | None = None
+) -> dict[str, Any]:
+    """The card's metadata as a dict (what the YAML header holds)."""
+    return card_data(license_tag, info, fingerprint).to_dict()
 
 
 def render_card(
@@ -67,18 +98,21 @@ def render_card(
     info: dict[str, Any] | None = None,
     fingerprint: str | None = None,
 ) -> str:
-    """The whole README.md text."""
-    header = yaml.safe_dump(
-        card_metadata(license_tag, info, fingerprint), sort_keys=False, allow_unicode=True, width=1000
+    """The whole README.md text (metadata rendered by huggingface_hub)."""
+    from huggingface_hub import DatasetCard
+
+    data = card_data(
+        license_tag,
+        info,
+        fingerprint,
+        pretty_name=title,
+        source=report["source"]["source"],
+        num_rows=report["output"]["rows"],
     )
     lines = [
-        "---",
-        header.rstrip(),
-        "---",
-        "",
         f"# {title}",
         "",
-        "A Critique-Guided Distillation (CGD, arXiv 2505.11628) dataset: for each question the student's "
+        f"A [Critique-Guided Distillation](https://huggingface.co/papers/{PAPER}) (CGD) dataset: for each question the student's "
         "first answer, the teacher's critique of it (closing with `Conclusion: right|wrong`, parsed into "
         "`verdict`) and the teacher's refined answer. Built with `datasets_builders/build_cgd.py` of the cgd "
         "recipes.",
@@ -150,4 +184,18 @@ def render_card(
         lines.append(
             f"| `{col}` | {meanings.get(col, 'finish reason / generated tokens of that stage (null if it did not run)')} |"
         )
-    return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        "@article{kapusuzoglu2025cgd,",
+        "  title   = {Critique-Guided Distillation},",
+        "  author  = {Kapusuzoglu and others},",
+        "  journal = {arXiv preprint arXiv:2505.11628},",
+        "  year    = {2025}",
+        "}",
+        "```",
+    ]
+    body = "\n".join(lines) + "\n"
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))

@@ -335,3 +335,28 @@ def test_a_resume_says_how_many_rows_were_skipped(questions, tmp_path, caplog):
         Builder(cfg.parse_args(_args(questions, out))).run()
     assert "probe: 10 of 10 rows already done" in caplog.text
     assert "critique: 4 of 10 rows already done (in critique.jsonl), skipped; 6 to generate" in caplog.text
+
+
+# -- the dataset card, read back by huggingface_hub ---------------------------------------------------
+
+
+def test_dataset_card_metadata_parses_with_huggingface_hub(questions, tmp_path):
+    from huggingface_hub import DatasetCard
+    from huggingface_hub.repocard_data import DatasetCardData
+
+    out = tmp_path / tmp_path.name
+    Builder(cfg.parse_args(_args(questions, out, "--license", "apache-2.0", "--dataset_name", "CGD test set"))).run()
+    card = DatasetCard.load(out / "README.md")  # huggingface_hub's own parser of the YAML header
+    assert isinstance(card.data, DatasetCardData)
+    meta = card.data.to_dict()
+    assert meta["license"] == "apache-2.0" and meta["pretty_name"] == "CGD test set"
+    assert "arxiv:2505.11628" in meta["tags"] and meta["task_categories"] == ["text-generation"]
+    assert meta["size_categories"] == ["n<1K"] and "source_datasets" not in meta  # a local file is no Hub source
+    assert [c["config_name"] for c in meta["configs"]] == ["default", *schema.METHODS]
+    assert meta["dataset_info"]["splits"][0]["num_examples"] == 10
+    assert "huggingface.co/papers/2505.11628" in card.text and "@article{" in card.text
+    from datasets_builders.card import card_data
+
+    assert card_data(None, source="TIGER-Lab/WebInstructSub", num_rows=100_000).to_dict()["source_datasets"] == [
+        "TIGER-Lab/WebInstructSub"
+    ]
