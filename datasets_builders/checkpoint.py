@@ -3,7 +3,7 @@
 Each record is one ``os.write`` of a complete ``json + "\\n"`` line on an ``O_APPEND`` descriptor. Once
 ``write`` returns, the record survives a SIGKILL of the process (it is in the kernel's page cache);
 ``fsync`` makes it survive a machine crash too and runs at most every ``fsync_interval_s`` seconds and
-when the stage closes (``0`` syncs every record; a per-record fsync cost ~9 ms on the project machines,
+when the stage closes (``0`` syncs every record; a per-record fsync costs milliseconds on common disks,
 which would cap a fast server at ~100 rows/s). A record is either wholly there or a torn last line
 without its newline. Opening a checkpoint detects that torn tail, truncates it away and
 reports it; any other unreadable line is corruption and raises. A ``meta.json`` next to the files

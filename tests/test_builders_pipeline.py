@@ -64,8 +64,8 @@ def test_build_folder_loads_back_and_encodes_for_every_method(questions_file, tm
     for method in schema.METHODS:
         view = datasets.load_dataset(str(out), method, split="train")
         assert set(schema.required_columns(method)) <= set(view.column_names)
-    collator = pytest.importorskip("cgd.collator")  # the training issue's encoder, when it has landed
-    data = pytest.importorskip("cgd.data")
+    from cgd import collator, data
+
     loaded = data.load_triplets(str(out))
     for method in schema.METHODS:
         _, validation = data.validate_triplets(loaded, method)
@@ -156,7 +156,7 @@ def test_transformers_backend_build(questions_file, tmp_path, tiny_checkpoint):
 
 
 def test_rebuilt_folder_is_not_served_from_a_stale_datasets_cache(questions_file, tmp_path):
-    out = tmp_path / "ds"  # the same folder name in every session, on purpose
+    out = tmp_path / "ds"  # the same folder name in every test run, on purpose
     Builder(parse_args(_args(questions_file, out, "--num_samples", "3"))).run()
     assert all("check out" in r[schema.CRITIQUE] for r in _rows(out))
     critique = out / "checkpoints" / "shard-00000-of-00001" / "critique.jsonl"
