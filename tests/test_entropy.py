@@ -222,6 +222,15 @@ def test_summarize_means_paired_differences_and_groups():
     assert control["ci_high"] < 0
 
 
+def test_a_single_verdict_group_is_not_repeated_as_all():
+    values = {
+        c: [1.0, 2.0, 3.0]
+        for c in ("question", "question_initial", "question_initial_critique", "question_initial_shuffled_critique")
+    }
+    summary, diffs = summarize(_records(values, ["unparsed"] * 3), num_bootstrap=50, seed=0)
+    assert {s["group"] for s in summary} == {"all"} and {d["group"] for d in diffs} == {"all"}
+
+
 def test_cli_writes_tables_and_plot(tmp_path, tiny_checkpoint, triplet_rows):
     data = tmp_path / "triplets.jsonl"
     rows = [dict(r) for r in triplet_rows]

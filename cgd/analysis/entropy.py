@@ -26,7 +26,6 @@ import csv
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cgd import schema
+from cgd.ablations import derangement  # noqa: F401 - also this module's public name
 from cgd.templates import PromptTemplates
 
 logger = logging.getLogger(__name__)
@@ -137,18 +137,6 @@ class Example:
 
 # --------------------------------------------------------------------------------------------------
 # Rendering
-
-
-def derangement(n: int, seed: int) -> list[int]:
-    """A seeded permutation with no fixed point (Sattolo's algorithm: one random n-cycle); ``n >= 2``."""
-    if n < 2:
-        raise ValueError("The shuffled-critique control needs at least 2 rows.")
-    perm = list(range(n))
-    rng = random.Random(seed)
-    for i in range(n - 1, 0, -1):
-        j = rng.randrange(i)
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
 
 
 def condition_view(row: dict[str, Any], condition: Condition, shuffled_critique: str | None = None) -> dict[str, Any]:
@@ -319,7 +307,8 @@ def summarize(
         by_row.setdefault(r["row"], {})[r["condition"]] = r
     rows = sorted(by_row)
     verdicts = {r: next(iter(by_row[r].values())).get("verdict") or "unknown" for r in rows}
-    groups = ["all"] + sorted(set(verdicts.values()), key=lambda v: (v not in schema.VERDICTS, v))
+    present = sorted(set(verdicts.values()), key=lambda v: (v not in schema.VERDICTS, v))
+    groups = ["all"] + (present if len(present) > 1 else [])  # one verdict only: its group would repeat "all"
     rng = np.random.default_rng(seed)
     summary: list[dict[str, Any]] = []
     diffs: list[dict[str, Any]] = []
@@ -444,10 +433,12 @@ def plot(summary: Sequence[dict[str, Any]], path: Path, title: str = "") -> None
         ax.set_xticks(range(len(groups)), [f"{g} (n={rows[k]['rows']})" for k, g in enumerate(groups)])
         ax.set_ylabel(f"mean token {'entropy' if m == 'entropy' else 'NLL'} of ŷ (nats)")
         ax.set_title({"entropy": "token entropy H", "nll": "negative log-likelihood"}[m])
-    axes[0][0].legend(fontsize=8)
+    # One legend under the panels: inside an axis it covers the bars.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(CONDITIONS), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
