@@ -13,7 +13,6 @@ from typing import Any
 from trl import DatasetMixtureConfig, SFTConfig
 
 from cgd.ablations import CRITIQUE_ABLATIONS, check_critique_ablation
-from cgd.ablations import CRITIQUE_ABLATIONS, check_critique_ablation
 from cgd.collator import DEFAULT_TRUNCATION_MARKER
 from cgd.schema import METHODS, get_method
 from cgd.templates import PromptTemplates
@@ -176,10 +175,6 @@ class CGDConfig(SFTConfig):
             The paper's critique-specificity ablation, for `method="cgd"`: `"irrelevant"` trains on another row's
             critique (a seeded derangement, `critique_ablation_seed`), `"generic"` on one fixed text
             ([`cgd.ablations.GENERIC_CRITIQUE`]). Same collator, same rendering.
-        critique_ablation (`str`, *optional*, defaults to `"none"`):
-            The paper's critique-specificity ablation, for `method="cgd"`: `"irrelevant"` trains on another row's
-            critique (a seeded derangement, `critique_ablation_seed`), `"generic"` on one fixed text
-            ([`cgd.ablations.GENERIC_CRITIQUE`]). Same collator, same rendering.
 
         > Parameters that control the prompt wording (all optional; unset keeps the defaults of
         > [`cgd.templates.PromptTemplates`])
@@ -261,15 +256,6 @@ class CGDConfig(SFTConfig):
         },
     )
     critique_ablation_seed: int = field(default=0, metadata={"help": "Seed of the 'irrelevant' derangement."})
-    critique_ablation: str = field(
-        default="none",
-        metadata={
-            "help": "Critique-specificity ablation (method 'cgd'): 'none' (the row's own critique), 'irrelevant' "
-            "(another row's, by a seeded derangement) or 'generic' (one fixed text); see cgd.ablations.",
-            "choices": list(CRITIQUE_ABLATIONS),
-        },
-    )
-    critique_ablation_seed: int = field(default=0, metadata={"help": "Seed of the 'irrelevant' derangement."})
 
     # Parameters that control the prompt wording
     cgd_template: str | None = field(
@@ -320,7 +306,6 @@ class CGDConfig(SFTConfig):
         self._refuse_what_does_not_apply()  # before SFTConfig's own checks, so the reason given is CGD's
         super().__post_init__()
         get_method(self.method)  # a clear error listing the valid methods
-        check_critique_ablation(self.method, self.critique_ablation)
         check_critique_ablation(self.method, self.critique_ablation)
         # The trainer validates and tokenizes the triplets itself; TRL's own preparation must not run on them.
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}

@@ -35,7 +35,6 @@ from transformers.utils import logging
 from trl import SFTTrainer
 
 from cgd.ablations import apply_critique_ablation
-from cgd.ablations import apply_critique_ablation
 from cgd.collator import CGDCollator, CGDEncoder, encode_dataset, end_of_turn
 from cgd.config import CGDConfig
 from cgd.data import validate_triplets
@@ -103,7 +102,6 @@ def prepare_cgd_dataset(
     templates = templates or args.prompt_templates()
     with args.main_process_first(desc=f"CGD encoding of the {name} dataset"):
         dataset, validation = validate_triplets(dataset, args.method, drop_invalid=args.drop_invalid_rows)
-        dataset = apply_critique_ablation(dataset, args.critique_ablation, args.critique_ablation_seed)
         dataset = apply_critique_ablation(dataset, args.critique_ablation, args.critique_ablation_seed)
         encoder = CGDEncoder(tokenizer, args.method, args.max_length, templates, args.truncation_marker)
         dataset, encoding = encode_dataset(dataset, encoder, num_proc=args.dataset_num_proc)
