@@ -414,7 +414,7 @@ def test_transformers_backend_in_process(tiny_checkpoint):
     requests = [Request(f"r{i}", f"What is {i} plus {i}?") for i in range(4)]
     got: dict[str, list[Completion]] = {}
     backend.generate(requests, Sampling(0.0, 1.0, 8, 1), lambda r, c: got.__setitem__(r.id, c))
-    assert list(got) == ["r0", "r1", "r2", "r3"]
+    assert sorted(got) == ["r0", "r1", "r2", "r3"]
     for comps in got.values():
         (c,) = comps
         assert c.finish_reason in ("stop", "length") and 1 <= c.num_tokens <= 8 and c.prompt_tokens > 5
@@ -427,6 +427,32 @@ def test_transformers_backend_in_process(tiny_checkpoint):
     sampled = {}
     backend.generate(requests[:1], Sampling(1.0, 0.9, 8, 2, seed=0), lambda r, c: sampled.__setitem__(r.id, c))
     assert len(sampled["r0"]) == 2
+
+
+def test_transformers_backend_delivers_each_row_when_it_ends(tiny_checkpoint):
+    """A row that ends early is handed over (checkpointed, counted by the bar) while its batch still generates."""
+    import inspect
+
+    from datasets_builders.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(str(tiny_checkpoint), batch_size=3, device="cpu", dtype="float32")
+    requests = [Request(f"r{i}", f"What is {i} plus {i}?") for i in range(3)]
+    first = {}
+    backend.generate(requests[:1], Sampling(0.0, 1.0, 1, 1), lambda r, c: first.__setitem__(r.id, c))
+    first_token = backend.tokenizer(first["r0"][0].text, add_special_tokens=False)["input_ids"][0]
+    backend.eos_ids = backend.eos_ids | {first_token}  # r0's first greedy token now ends it at step 1
+    order, during_generate = [], {}
+
+    def on_result(request, completions):
+        order.append(request.id)
+        during_generate[request.id] = any(
+            f.function == "generate" and "generation" in f.filename for f in inspect.stack()
+        )
+        assert completions[0].finish_reason in ("stop", "length")
+
+    backend.generate(requests, Sampling(0.0, 1.0, 12, 1), on_result)
+    assert order[0] == "r0" and sorted(order) == ["r0", "r1", "r2"]
+    assert during_generate["r0"]  # delivered from inside model.generate, not after the batch
 
 
 # -- card and hub ---------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ A sequence that emits an end-of-sequence token finished with ``stop``; one that 
 ``max_tokens`` with ``length``. Token counts include the end-of-sequence token and exclude padding.
 Greedy decoding is deterministic for a fixed batch composition (``batch_size: 1`` makes it independent of
 which rows share a batch, e.g. across a resume).
+
+A row is delivered (checkpointed, and the progress bar moves) as soon as all its sequences have emitted an
+end-of-sequence token, while the rest of its batch still generates: a stopping criterion watches each step.
+Its tokens are final at that point (later positions are padding), so the result is the same as at the end.
 """
 
 from __future__ import annotations
@@ -76,8 +80,38 @@ class TransformersBackend(Backend):
                 return tokens[: i + 1], "stop"
         return tokens, "length" if len(tokens) >= max_tokens else "stop"
 
+    def _completions(self, rows: list[list[int]], prompt_len: int, max_tokens: int) -> list[Completion]:
+        out = []
+        for row in rows:
+            tokens, reason = self._split(row, max_tokens)
+            text = self.tokenizer.decode([t for t in tokens if t not in self.eos_ids], skip_special_tokens=True)
+            out.append(Completion(text, reason, len(tokens), prompt_len))
+        return out
+
     def generate(self, requests: Sequence[Request], sampling: Sampling, on_result: ResultCallback) -> None:
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        backend, n = self, sampling.n
+
+        class DeliverFinished(StoppingCriteria):
+            """Hands over each request whose ``n`` sequences all ended, at the step they end (never stops any)."""
+
+            def __init__(self, batch: list[Request], width: int, prompt_lens: list[int]) -> None:
+                self.batch, self.width, self.prompt_lens = batch, width, prompt_lens
+                self.delivered: set[int] = set()
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                new = input_ids[:, self.width :]
+                ended = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+                for eos in backend.eos_ids:
+                    ended |= (new == eos).any(dim=1)
+                for b, request in enumerate(self.batch):
+                    if b not in self.delivered and bool(ended[b * n : (b + 1) * n].all()):
+                        self.delivered.add(b)
+                        rows = new[b * n : (b + 1) * n].tolist()
+                        on_result(request, backend._completions(rows, self.prompt_lens[b], sampling.max_tokens))
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
         config = self._generation_config(sampling)
         for start in range(0, len(requests), self.batch_size):
@@ -86,19 +120,20 @@ class TransformersBackend(Backend):
             enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed + start)
+            width = enc["input_ids"].shape[1]
+            prompt_lens = [int(x) for x in enc["attention_mask"].sum(dim=1).tolist()]
+            watcher = DeliverFinished(batch, width, prompt_lens)
             with torch.inference_mode():
-                out = self.model.generate(**enc, generation_config=config)
-            new = out[:, enc["input_ids"].shape[1] :].tolist()
-            prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+                out = self.model.generate(
+                    **enc, generation_config=config, stopping_criteria=StoppingCriteriaList([watcher])
+                )
+            new = out[:, width:].tolist()
             self.num_requests += len(batch)
-            for b, request in enumerate(batch):
-                completions = []
-                for k in range(sampling.n):
-                    tokens, reason = self._split(new[b * sampling.n + k], sampling.max_tokens)
-                    text_tokens = [t for t in tokens if t not in self.eos_ids]
-                    text = self.tokenizer.decode(text_tokens, skip_special_tokens=True)
-                    completions.append(Completion(text, reason, len(tokens), int(prompt_lens[b])))
-                on_result(request, completions)
+            for b, request in enumerate(batch):  # the rest: rows that ran to max_tokens
+                if b not in watcher.delivered:
+                    on_result(
+                        request, self._completions(new[b * n : (b + 1) * n], prompt_lens[b], sampling.max_tokens)
+                    )
 
     def close(self) -> None:
         import gc
