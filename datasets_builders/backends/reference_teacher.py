@@ -208,7 +208,7 @@ def judge(question: str, draft: str, solution: WorkedSolution) -> Judgement:
 def _step_name(step: Step, total: int) -> str:
     if step.expression is None:
         return "the final answer"
-    return f'step {step.index} of {total} of the solution, "{step.sentence}"'
+    return f'step {step.index} of {total} of the solution, "{step.sentence.rstrip(".")}"'
 
 
 def write_critique(judgement: Judgement, solution: WorkedSolution) -> str:
