@@ -60,6 +60,7 @@ from datasets_builders.stages import (  # noqa: E402
     shard_of,
     stage_units,
 )
+from datasets_builders.tracking import log_build  # noqa: E402
 
 logger = logging.getLogger("cgd.builders")
 
@@ -300,6 +301,7 @@ class Builder:
         write_report(report, self.output_dir)
         if out.progress:
             print_report(report)
+        log_build(report, out.report_to, out.project, out.run_name or self.output_dir.name)
         if out.push_to_hub:
             report["output"]["hub_url"] = push_folder(
                 self.output_dir, out.push_to_hub, private=out.private, revision=out.push_to_hub_revision

@@ -159,6 +159,12 @@ class OutputArgs:
     )
     private: bool = field(default=False, metadata={"help": "Create the Hub repo as private"})
     progress: bool = field(default=True, metadata={"help": "Show progress bars"})
+    report_to: str = field(
+        default="none",
+        metadata={"help": "trackio: log rows/s, tokens, verdict mix and teacher accuracy to trackio; none: do not"},
+    )
+    project: str = field(default="cgd-builders", metadata={"help": "Tracker project (report_to)"})
+    run_name: str | None = field(default=None, metadata={"help": "Tracker run name (default: output_dir's name)"})
     fsync_interval_s: float = field(
         default=1.0, metadata={"help": "fsync checkpoints at most this often (0: every row); writes are per row"}
     )
@@ -465,6 +471,8 @@ def validate(config: BuildConfig) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"`base_url` {redact_url(url)!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    if out.report_to not in ("none", "trackio"):
+        raise ConfigError(f"`report_to` must be trackio or none (got {out.report_to!r})")
     if out.push_to_hub_revision and not out.push_to_hub:
         raise ConfigError("`push_to_hub_revision` needs `push_to_hub` (the repo id, org/name)")
     if out.push_to_hub:

@@ -360,3 +360,36 @@ def test_dataset_card_metadata_parses_with_huggingface_hub(questions, tmp_path):
     assert card_data(None, source="TIGER-Lab/WebInstructSub", num_rows=100_000).to_dict()["source_datasets"] == [
         "TIGER-Lab/WebInstructSub"
     ]
+
+
+# -- experiment tracking --------------------------------------------------------------------------------
+
+
+def test_report_to_trackio_logs_the_build_to_the_local_store(questions, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    import trackio.utils
+
+    monkeypatch.setattr(trackio.utils, "TRACKIO_DIR", tmp_path / "trackio", raising=False)
+    with pytest.raises(cfg.ConfigError, match="`report_to` must be trackio or none"):
+        cfg.parse_args(_args(questions, tmp_path / "x", "--report_to", "tensorboard"))
+    out = tmp_path / tmp_path.name
+    args = _args(questions, out, "--report_to", "trackio", "--project", "cgd-build-tests", "--run_name", "dry")
+    report = Builder(cfg.parse_args(args)).run()
+    cmd = [sys.executable, "-c", "from trackio.cli import main; main()", "get", "metric"]
+    env = {**__import__("os").environ, "TRACKIO_DIR": str(tmp_path / "trackio")}
+    for metric, expected in [
+        ("output/rows", report["output"]["rows"]),
+        ("probe/rows", 10),
+        ("verdicts_before_filters/right", report["verdicts"]["before"]["right"]),
+        ("teacher/verdict_accuracy", report["teacher_quality"]["generated"]["verdict_accuracy"]["rate"]),
+    ]:
+        proc = subprocess.run(
+            [*cmd, "--project", "cgd-build-tests", "--run", "dry", "--metric", metric, "--json"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        values = [entry["value"] for entry in json.loads(proc.stdout)["values"]]
+        assert values == [pytest.approx(expected)], metric
