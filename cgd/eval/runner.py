@@ -152,6 +152,10 @@ def build_model_args(
         if dtype:
             parts.append(f"dtype={dtype}")
     elif backend == "litellm":
+        from importlib.util import find_spec
+
+        if find_spec("litellm") is None:  # an optional extra: it and what only it needs are ~180 MB
+            raise ValueError('backend litellm needs the litellm package: pip install "cgd[litellm]"')
         parts.append("provider=openai")
         if base_url:
             parts.append(f"base_url={base_url}")
