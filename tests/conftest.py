@@ -16,6 +16,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _trackio_store(tmp_path_factory):
+    """Runs that report to trackio (the CPU recipes do) log into a temporary store, not the user's HF_HOME."""
+    os.environ["TRACKIO_DIR"] = str(tmp_path_factory.mktemp("trackio"))
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from cgd.testing import make_tiny_tokenizer
