@@ -419,17 +419,19 @@ def parse_args(argv: list[str] | None = None) -> BuildConfig:
         argv = [*argv[1:], "--merge", "true"]
     parser = make_parser()
     recipe_path, _, cli = _check_keys(parser, argv)
-    on_cli = {a[2:].split("=", 1)[0] for a in cli if a.startswith("--")}
+    on_cli = {a[2:].split("=", 1)[0].replace("-", "_") for a in cli if a.startswith("--")}
     try:
         groups = parser.parse_args_and_config(argv)
     except ConfigError as err:  # argparse's "argument --x: invalid float value: 'hot'": say where it came from
         match = re.match(r"argument --([\w]+)", str(err))
-        where = "Command line" if not match or match.group(1) in on_cli else f"Recipe {recipe_path}"
+        where = "Command line" if not match or match.group(1) in on_cli or not recipe_path else f"Recipe {recipe_path}"
         raise ConfigError(f"{where}: {err}") from None
     for group in groups:
         _nulls_to_none(group)
     where = {
-        f.name: "Command line" if f.name in on_cli else f"Recipe {recipe_path}" for g in groups for f in fields(g)
+        f.name: "Command line" if f.name in on_cli or not recipe_path else f"Recipe {recipe_path}"
+        for g in groups
+        for f in fields(g)
     }
     check_values(groups, where)
     source, model, probe, critique, refine, direct, filters, output = groups

@@ -105,6 +105,8 @@ def test_a_missing_recipe_and_a_list_recipe_are_one_line(tmp_path):
 def test_abbreviations_and_unknown_keys_are_refused_like_training(questions, tmp_path, capsys):
     with pytest.raises(cfg.ConfigError, match=r"unknown key\(s\) `num_sample` \(did you mean `num_samples`\?\)"):
         cfg.parse_args(_args(questions, tmp_path / "out", "--num_sample", "3"))  # argparse took it for num_samples
+    with pytest.raises(cfg.ConfigError, match=r"^Command line: `rows_per_file` must be >= 1"):  # dashed alias
+        cfg.parse_args(_args(questions, tmp_path / "out", "--rows-per-file", "0"))
     assert main(_args(questions, tmp_path / "out", "--temprature", "0.5")) == 2
     assert "Command line: unknown key(s) `temprature` (did you mean `probe_temperature`?)" in _one_error_line(capsys)
 
