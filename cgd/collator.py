@@ -4,8 +4,9 @@
 :mod:`cgd.schema` (the prompt is rendered with the student's chat template, labels are -100 on every
 prompt token, and the target's tokens plus the end-of-turn token are learned). Over ``max_length`` it
 shortens the inputs, never the target. :func:`encode_dataset` runs the encoder once in a cached
-``datasets.map``; :class:`CGDCollator` pads encoded rows (or encodes raw rows on the fly) into padded or
-padding-free batches. See docs/collator.md.
+``datasets.map`` and counts what it kept, truncated and dropped in a :class:`cgd.data.RowReport`;
+:class:`CGDCollator` is TRL's ``DataCollatorForLanguageModeling`` on the encoded rows (padded or padding-free), plus
+``use_cache=False``. See docs/collator.md.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import datasets
 import pyarrow.compute as pc
-import torch
 from datasets.fingerprint import Hasher
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from cgd.data import TripletValidationError, check_columns
+from cgd.data import MAX_EXAMPLES, RowReport, TripletValidationError, check_columns
 from cgd.schema import CRITIQUE, ID, INITIAL_RESPONSE, get_method
 from cgd.templates import (
     PromptTemplates,
@@ -42,75 +43,12 @@ TRUNCATABLE_FIELDS: tuple[str, ...] = (INITIAL_RESPONSE, CRITIQUE)
 
 DROP_TARGET_TOO_LONG = "target_too_long"  # target + the smallest possible prompt exceed max_length
 DROP_PROMPT_TOO_LONG = "prompt_too_long"  # still too long with every shortenable field cut (huge question)
-DROP_REASONS: tuple[str, ...] = (DROP_TARGET_TOO_LONG, DROP_PROMPT_TOO_LONG)
+
+#: The ``step`` of the encoding's :class:`~cgd.data.RowReport`.
+ENCODING_STEP = "CGD encoding"
 
 #: Bumped whenever encoding changes, so cached ``map`` results from an older version are not reused.
 ENCODING_VERSION = "cgd-encode-2"
-
-#: How many example row ids the stats keep per drop reason.
-MAX_EXAMPLES = 5
-
-
-@dataclass
-class EncodingStats:
-    """Counts of what encoding did to the rows; nothing is dropped without being counted here."""
-
-    rows_seen: int = 0
-    rows_encoded: int = 0
-    rows_truncated_initial_response: int = 0
-    rows_truncated_critique: int = 0
-    rows_dropped_target_too_long: int = 0
-    rows_dropped_prompt_too_long: int = 0
-    tokens_cut: int = 0  # input tokens removed by truncation, over all rows
-    dropped_examples: dict[str, list[Any]] = field(default_factory=dict)
-
-    # Aliases so a report reads like ValidationReport.
-    @property
-    def rows_in(self) -> int:
-        return self.rows_seen
-
-    @property
-    def rows_out(self) -> int:
-        return self.rows_encoded
-
-    @property
-    def rows_dropped(self) -> int:
-        return self.rows_dropped_target_too_long + self.rows_dropped_prompt_too_long
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        counts = {r: getattr(self, f"rows_dropped_{r}") for r in DROP_REASONS}
-        return {r: c for r, c in counts.items() if c}
-
-    @property
-    def truncated(self) -> dict[str, int]:
-        counts = {f: getattr(self, f"rows_truncated_{f}") for f in TRUNCATABLE_FIELDS}
-        return {f: c for f, c in counts.items() if c}
-
-    def record(self, encoded: Encoded, row_id: Any = None) -> None:
-        self.rows_seen += 1
-        self.tokens_cut += encoded.tokens_cut
-        for name in encoded.truncated:
-            setattr(self, f"rows_truncated_{name}", getattr(self, f"rows_truncated_{name}") + 1)
-        if encoded.dropped:
-            setattr(self, f"rows_dropped_{encoded.dropped}", getattr(self, f"rows_dropped_{encoded.dropped}") + 1)
-            examples = self.dropped_examples.setdefault(encoded.dropped, [])
-            if len(examples) < MAX_EXAMPLES:
-                examples.append(row_id)
-        else:
-            self.rows_encoded += 1
-
-    def summary(self) -> str:
-        parts = [f"{self.rows_encoded}/{self.rows_seen} rows encoded"]
-        parts += [f"{c} with {f} truncated" for f, c in self.truncated.items()]
-        parts += [f"{c} dropped ({r}, e.g. {self.dropped_examples.get(r, [])})" for r, c in self.dropped.items()]
-        if self.tokens_cut:
-            parts.append(f"{self.tokens_cut} input tokens cut")
-        return "CGD encoding: " + ", ".join(parts) + "."
-
-
-#: What :func:`encode_dataset` returns alongside the encoded dataset.
-EncodingReport = EncodingStats
 
 
 def special_token_texts(tokenizer: Any) -> list[str]:
@@ -228,18 +166,19 @@ class CGDEncoder:
         self._protection_works = self._protection_agrees()
         self._marker_len = len(self._text_ids(truncation_marker))
         self._overhead: int | None = None
-        self.stats = EncodingStats()
+        #: What :meth:`encode` kept, truncated and dropped (``encode_dataset`` counts from its own columns instead).
+        self.report = RowReport(ENCODING_STEP)
 
-    # -- pickling: workers and the datasets fingerprint must not see (or depend on) the live counters
+    # -- pickling: workers and the datasets fingerprint must not see (or depend on) the live counts
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("stats", None)
+        state.pop("report", None)
         state["_overhead"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.stats = EncodingStats()
+        self.report = RowReport(ENCODING_STEP)
 
     def fingerprint(self) -> str:
         """A stable hash of everything that determines the encoding (for ``datasets`` caching)."""
@@ -436,7 +375,7 @@ class CGDEncoder:
         return value
 
     def encode_row(self, row: dict[str, Any]) -> Encoded:
-        """Encode ``row`` without touching :attr:`stats` (safe in ``datasets.map`` workers)."""
+        """Encode ``row`` without touching :attr:`report` (safe in ``datasets.map`` workers)."""
         for name in self.spec.inputs:
             self._check_text(row, name)
         target = self._check_text(row, self.spec.target)
@@ -500,9 +439,9 @@ class CGDEncoder:
         return prompt_ids, tuple(truncated), tokens_cut
 
     def encode(self, row: dict[str, Any]) -> dict[str, list[int]] | None:
-        """``{"input_ids", "labels"}`` for ``row``, or ``None`` when it cannot fit (counted in :attr:`stats`)."""
+        """``{"input_ids", "labels"}`` for ``row``, or ``None`` when it cannot fit (counted in :attr:`report`)."""
         encoded = self.encode_row(row)
-        self.stats.record(encoded, row.get(ID))
+        self.report.add(row.get(ID), encoded.dropped, encoded.truncated, encoded.tokens_cut)
         if encoded.dropped:
             return None
         return {"input_ids": encoded.input_ids, "labels": encoded.labels}
@@ -537,22 +476,19 @@ def _kept(reasons: list[str]) -> list[bool]:
     return [not r for r in reasons]
 
 
-def _report_from_columns(dataset: datasets.Dataset) -> EncodingReport:
+def _report_from_columns(dataset: datasets.Dataset) -> RowReport:
     """Counts from the mapped columns, so they are right whatever ``num_proc`` was."""
     table = dataset.data
-    report = EncodingReport(rows_seen=table.num_rows)
+    report = RowReport(ENCODING_STEP, rows_in=table.num_rows)
     dropped = table.column(_DROPPED)
     for item in pc.value_counts(dropped).to_pylist():
         if item["values"]:
-            setattr(report, f"rows_dropped_{item['values']}", item["counts"])
             rows = pc.indices_nonzero(pc.equal(dropped, item["values"])).to_pylist()[:MAX_EXAMPLES]
             ids = table.column(_ROW_ID).take(rows).to_pylist()
-            report.dropped_examples[item["values"]] = [rid if rid is not None else i for rid, i in zip(ids, rows)]
-    report.rows_encoded = report.rows_seen - report.rows_dropped
+            report.drop(item["values"], item["counts"], [rid if rid is not None else i for rid, i in zip(ids, rows)])
     flat = pc.list_flatten(table.column(_TRUNCATED))
     if len(flat):
-        for item in pc.value_counts(flat).to_pylist():
-            setattr(report, f"rows_truncated_{item['values']}", item["counts"])
+        report.truncated = {item["values"]: item["counts"] for item in pc.value_counts(flat).to_pylist()}
     report.tokens_cut = int(pc.sum(table.column(_TOKENS_CUT)).as_py() or 0)
     return report
 
@@ -563,7 +499,7 @@ def encode_dataset(
     num_proc: int | None = None,
     desc: str = "CGD: encoding triplets",
     batch_size: int = 1000,
-) -> tuple[datasets.Dataset, EncodingReport]:
+) -> tuple[datasets.Dataset, RowReport]:
     """Tokenize ``dataset`` once into ``input_ids``, ``labels`` and ``length`` (cached by ``datasets``).
 
     The raw columns are removed and rows that cannot fit ``max_length`` are filtered out; the report
@@ -586,11 +522,8 @@ def encode_dataset(
     if report.rows_dropped:
         mapped = mapped.filter(_kept, input_columns=[_DROPPED], batched=True, num_proc=num_proc, desc=f"{desc} (drop)")
     mapped = mapped.remove_columns([_DROPPED, _TRUNCATED, _TOKENS_CUT, _ROW_ID])
-    if report.rows_dropped or report.truncated:
-        logger.warning(report.summary())
-    else:
-        logger.info(report.summary())
-    if report.rows_encoded == 0 and report.rows_seen:
+    report.log(logger)
+    if report.rows_out == 0 and report.rows_in:
         raise ValueError(f"No row fits max_length={encoder.max_length}.\n{report.summary()}")
     return mapped, report
 
@@ -600,113 +533,35 @@ def encode_dataset(
 # --------------------------------------------------------------------------------------------------
 
 
-def _as_list(values: Any) -> list[int]:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
+@dataclass
+class CGDCollator(DataCollatorForLanguageModeling):
+    """TRL's ``DataCollatorForLanguageModeling`` on rows from :func:`encode_dataset`, with what CGD adds.
 
+    TRL's collator pads ``input_ids`` and the pre-masked ``labels`` (right padding, ``attention_mask``, -100 on pads),
+    or with ``padding_free`` flattens them into one ``[1, total]`` row with ``position_ids``, ``cu_seq_lens_q/k``,
+    ``max_length_q/k`` and ``seq_idx`` (labels -100 at each sequence start). CGD adds:
 
-class CGDCollator:
-    """A ``data_collator`` for HF/TRL trainers: pads encoded rows, encoding raw triplets on the fly.
+    - ``use_cache=False`` in padding-free batches: sdpa and eager attention build the per-sequence mask from
+      ``position_ids`` only without a KV cache, and a model called with its default ``use_cache=True`` would let the
+      packed sequences attend to each other;
+    - a refusal of rows without ``labels``: TRL would learn their ``input_ids`` (the whole prompt) instead.
 
-    Padded mode: right padding with the pad token (EOS when there is none), ``attention_mask``, labels
-    -100 on pads. Padding-free mode: one ``[1, total]`` row with ``position_ids`` restarting at 0 for
-    each sequence, no ``attention_mask`` (FlashAttention varlen reads the boundaries from
-    ``cu_seq_lens_*``/``position_ids``; sdpa and eager build a block-diagonal mask from
-    ``position_ids`` in transformers >= 5, but only without a KV cache, hence ``use_cache=False`` in the
-    batch), labels -100 at each sequence start. ``return_seq_lens`` also emits ``cu_seq_lens_q/k``,
-    ``max_length_q/k`` and ``seq_idx`` as TRL's collator does.
+    The truncation rules and the encoding report live in :class:`CGDEncoder` and :func:`encode_dataset`.
     """
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        method: str = "cgd",
-        max_length: int | None = 2048,
-        templates: PromptTemplates | None = None,
-        padding_free: bool = False,
-        pad_to_multiple_of: int | None = None,
-        truncation_marker: str = DEFAULT_TRUNCATION_MARKER,
-        return_seq_lens: bool = True,
-        add_bos: bool | None = None,
-    ) -> None:
-        self.encoder = CGDEncoder(tokenizer, method, max_length, templates, truncation_marker, add_bos=add_bos)
-        self.padding_free = padding_free
-        self.pad_to_multiple_of = pad_to_multiple_of
-        self.return_seq_lens = return_seq_lens
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if pad_id is None:
-            raise ValueError("The tokenizer has neither a pad_token nor an eos_token to pad with.")
-        self.pad_token_id = int(pad_id)
+    def __post_init__(self) -> None:
+        if not isinstance(self.pad_token_id, int):
+            raise TypeError(f"pad_token_id must be a token id (int), got {type(self.pad_token_id).__name__}.")
 
-    @property
-    def stats(self) -> EncodingStats:
-        return self.encoder.stats
-
-    def _encode_rows(self, rows: Sequence[dict[str, Any]]) -> list[tuple[list[int], list[int]]]:
-        encoded, dropped = [], 0
-        for row in rows:
-            if "input_ids" in row and "labels" in row:
-                encoded.append((_as_list(row["input_ids"]), _as_list(row["labels"])))
-                continue
-            out = self.encoder.encode(row)
-            if out is None:
-                dropped += 1
-            else:
-                encoded.append((out["input_ids"], out["labels"]))
-        if not encoded:
-            raise ValueError(
-                f"Every row of this batch ({len(rows)}) was dropped: its target cannot fit max_length="
-                f"{self.encoder.max_length}. {self.stats.summary()} Raise max_length or pre-encode the dataset "
-                "with cgd.collator.encode_dataset, which filters such rows up front."
-            )
-        if dropped:
-            logger.warning(
-                "CGDCollator dropped %d of %d rows of a batch (too long for max_length=%s). %s",
-                dropped,
-                len(rows),
-                self.encoder.max_length,
-                self.stats.summary(),
-            )
-        return encoded
-
-    def _padded_length(self, n: int) -> int:
-        m = self.pad_to_multiple_of
-        return n if not m else -(-n // m) * m
-
-    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        encoded = self._encode_rows(rows)
-        return self._padding_free(encoded) if self.padding_free else self._padded(encoded)
-
-    def _padded(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        width = self._padded_length(max(len(ids) for ids, _ in encoded))
-        input_ids = torch.full((len(encoded), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(encoded), width), -100, dtype=torch.long)
-        attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for i, (ids, lbl) in enumerate(encoded):
-            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            labels[i, : len(lbl)] = torch.tensor(lbl, dtype=torch.long)
-            attention_mask[i, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-    def _padding_free(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        lengths = [len(ids) for ids, _ in encoded]
-        total = sum(lengths)
-        pad = self._padded_length(total) - total
-        if pad:
-            lengths.append(pad)  # the padding is one more (fully masked) sequence
-        input_ids = torch.tensor(
-            [t for ids, _ in encoded for t in ids] + [self.pad_token_id] * pad, dtype=torch.long
-        ).unsqueeze(0)
-        labels = torch.tensor([t for _, lbl in encoded for t in lbl] + [-100] * pad, dtype=torch.long).unsqueeze(0)
-        position_ids = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths]).unsqueeze(0)
-        labels[position_ids == 0] = -100  # no token learns to predict the start of the next sequence
-        batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
-        # transformers only derives the per-sequence mask from position_ids when there is no KV cache; a
-        # model called with its default use_cache=True would let packed sequences attend to each other.
-        batch["use_cache"] = False
-        if self.return_seq_lens:
-            seq_lens = torch.tensor(lengths, dtype=torch.int32)
-            cu = torch.cat([torch.zeros(1, dtype=torch.int32), seq_lens.cumsum(0, dtype=torch.int32)])
-            batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = cu
-            batch["max_length_q"] = batch["max_length_k"] = int(seq_lens.max())
-            batch["seq_idx"] = torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32), seq_lens)[None]
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        for i, example in enumerate(examples):
+            if "input_ids" not in example or "labels" not in example:
+                raise ValueError(
+                    f"CGDCollator takes rows encoded by cgd.collator.encode_dataset (`input_ids` and `labels`); row {i} "
+                    f"of the batch has keys {sorted(example)}. Encode the dataset first: "
+                    "encode_dataset(dataset, CGDEncoder(tokenizer, method, max_length))."
+                )
+        batch = super().torch_call(examples)
+        if self.padding_free:
+            batch["use_cache"] = False
         return batch

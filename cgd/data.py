@@ -153,24 +153,62 @@ def load_triplets(
 
 
 @dataclass
-class ValidationReport:
-    """What validation found: rows in and out, dropped rows by reason, and a few example ids per reason."""
+class RowReport:
+    """What one step did to the rows: how many it kept, dropped by reason (with a few example ids), truncated by field.
 
-    rows_in: int
-    rows_out: int
-    dropped: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[Any]] = field(default_factory=dict)
+    The one report shape of CGD: :func:`validate_triplets` and :func:`cgd.collator.encode_dataset` each return one,
+    the trainer keeps both per dataset and writes their :meth:`summary` into the model card. ``rows_out`` is derived
+    (``rows_in`` minus the drops), so the counts always add up.
+    """
+
+    step: str  #: what produced it, e.g. "Triplet validation"
+    rows_in: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  #: reason -> rows dropped for it
+    examples: dict[str, list[Any]] = field(default_factory=dict)  #: reason -> up to MAX_EXAMPLES row ids
+    truncated: dict[str, int] = field(default_factory=dict)  #: field -> kept rows whose field was shortened
+    tokens_cut: int = 0  #: tokens removed by truncation, over the kept rows
 
     @property
     def rows_dropped(self) -> int:
-        return self.rows_in - self.rows_out
+        return sum(self.dropped.values())
+
+    @property
+    def rows_out(self) -> int:
+        return self.rows_in - self.rows_dropped
+
+    def drop(self, reason: str, count: int, example_ids: list[Any]) -> None:
+        """Count ``count`` rows dropped for ``reason``; keep the first ``MAX_EXAMPLES`` of ``example_ids``."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+        kept = self.examples.setdefault(reason, [])
+        kept.extend(example_ids[: MAX_EXAMPLES - len(kept)])
+
+    def add(
+        self, row_id: Any, dropped: str | None = None, truncated: tuple[str, ...] = (), tokens_cut: int = 0
+    ) -> None:
+        """Count one row (row by row; whole datasets are counted from their columns)."""
+        self.rows_in += 1
+        if dropped:
+            self.drop(dropped, 1, [row_id])
+            return
+        for name in truncated:
+            self.truncated[name] = self.truncated.get(name, 0) + 1
+        self.tokens_cut += tokens_cut
 
     def summary(self) -> str:
-        head = f"Triplet validation: {self.rows_out}/{self.rows_in} rows kept, {self.rows_dropped} dropped."
-        lines = [head]
-        for reason, count in sorted(self.dropped.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  - {reason}: {count} row(s), e.g. {self.examples.get(reason, [])}")
-        return "\n".join(lines)
+        """One line: kept/in, then the drops by reason with example ids, then the truncations."""
+        text = f"{self.step}: {self.rows_out}/{self.rows_in} rows kept, {self.rows_dropped} dropped"
+        drops = sorted(self.dropped.items(), key=lambda kv: -kv[1])
+        if drops:
+            text += " (" + "; ".join(f"{r}: {c}, e.g. {self.examples.get(r, [])}" for r, c in drops) + ")"
+        if self.truncated:
+            text += "; truncated: " + ", ".join(f"{f} in {c} row(s)" for f, c in self.truncated.items())
+        if self.tokens_cut:
+            text += f"; {self.tokens_cut} input tokens cut"
+        return text + "."
+
+    def log(self, log: logging.Logger) -> None:
+        """The summary as a warning when rows were dropped or truncated, else as info."""
+        (log.warning if self.dropped or self.truncated else log.info)(self.summary())
 
 
 def _problem_masks(table: pa.Table, columns: tuple[str, ...]) -> dict[str, pa.ChunkedArray]:
@@ -221,7 +259,7 @@ def check_columns(column_names: list[str], method: str) -> tuple[str, ...]:
 
 def validate_triplets(
     dataset: datasets.Dataset, method: str, drop_invalid: bool = False
-) -> tuple[datasets.Dataset, ValidationReport]:
+) -> tuple[datasets.Dataset, RowReport]:
     """Check that ``dataset`` can train ``method``; raise on the first bad row or drop and count bad rows.
 
     Required columns (:func:`cgd.schema.required_columns`) must exist. In every row, each input field
@@ -237,18 +275,18 @@ def validate_triplets(
     def row_id(index: int) -> Any:
         return id_column[index].as_py() if id_column is not None else index
 
-    report = ValidationReport(rows_in=len(dataset), rows_out=len(dataset))
+    report = RowReport("Triplet validation", rows_in=len(dataset))
     first_bad: tuple[int, str] | None = None
     for reason, mask in masks.items():
         bad = pc.indices_nonzero(mask).to_pylist()
-        report.dropped[reason] = len(bad)
-        report.examples[reason] = [row_id(i) for i in bad[:MAX_EXAMPLES]]
+        report.drop(reason, len(bad), [row_id(i) for i in bad[:MAX_EXAMPLES]])
         if first_bad is None or bad[0] < first_bad[0]:
             first_bad = (bad[0], reason)
 
     if first_bad is None:
+        report.log(logger)
         return dataset, report
-    n_bad = sum(report.dropped.values())
+    n_bad = report.rows_dropped
     if not drop_invalid:
         index, reason = first_bad
         column, problem = reason.split(": ", 1)
@@ -262,8 +300,7 @@ def validate_triplets(
     for mask in masks.values():
         bad_any = mask if bad_any is None else pc.or_(bad_any, mask)
     keep = pc.indices_nonzero(pc.invert(bad_any)).to_pylist()
-    report.rows_out = len(keep)
-    logger.warning(report.summary())
+    report.log(logger)
     if not keep:
         raise TripletValidationError(f"Every row is invalid for method {method!r}.\n{report.summary()}")
     return dataset.select(keep), report

@@ -6,6 +6,7 @@ import datasets
 import pytest
 import torch
 from tokenizers import processors
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from cgd import schema
 from cgd.collator import CGDCollator, CGDEncoder, encode_dataset
@@ -70,7 +71,7 @@ def test_labels_are_exactly_target_plus_end_of_turn(tiny_tokenizer, triplet_rows
             assert row[name] in prompt_text
         for name in {schema.QUESTION, schema.INITIAL_RESPONSE, schema.CRITIQUE} - {spec.target}:
             assert row[name] not in _loss_tokens(tiny_tokenizer, out)
-    assert encoder.stats.rows_encoded == 4 and encoder.stats.rows_dropped == 0
+    assert encoder.report.rows_out == 4 and encoder.report.rows_dropped == 0
 
 
 @pytest.mark.parametrize("method", list(schema.METHODS))
@@ -124,8 +125,8 @@ def test_long_draft_is_cut_first_and_critique_kept(tiny_tokenizer, triplet_rows)
     assert text.count(MARKER) == 1 and row[schema.CRITIQUE] in text
     assert "step 0 we add" in text and "step 119 we add apples" in text  # head and tail kept
     assert _loss_tokens(tiny_tokenizer, out) == row[schema.REFINED_RESPONSE] + "<|im_end|>"
-    assert encoder.stats.rows_truncated_initial_response == 1 and encoder.stats.rows_truncated_critique == 0
-    assert encoder.stats.tokens_cut >= 100
+    assert encoder.report.truncated == {"initial_response": 1}  # the critique is not cut
+    assert encoder.report.tokens_cut >= 100
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["rust-backend", "python-fallback"])
@@ -140,7 +141,7 @@ def test_critique_is_cut_after_the_draft(tiny_tokenizer, triplet_rows, fast):
     critique = text.split("Critique:\n", 1)[1]
     assert critique.startswith("the step 0") and "Conclusion: wrong<|im_end|>" in critique  # verdict kept
     assert _loss_tokens(tiny_tokenizer, out) == row[schema.REFINED_RESPONSE] + "<|im_end|>"
-    assert encoder.stats.rows_truncated_initial_response == encoder.stats.rows_truncated_critique == 1
+    assert encoder.report.truncated == {"initial_response": 1, "critique": 1}
 
 
 def test_cft_never_cuts_its_target_the_critique(tiny_tokenizer, triplet_rows):
@@ -148,7 +149,7 @@ def test_cft_never_cuts_its_target_the_critique(tiny_tokenizer, triplet_rows):
     encoder = CGDEncoder(tiny_tokenizer, method="cft", max_length=1200)
     out = encoder.encode(row)
     assert _loss_tokens(tiny_tokenizer, out) == LONG_CRITIQUE + "<|im_end|>"
-    assert encoder.stats.rows_truncated_initial_response == 1 and encoder.stats.rows_truncated_critique == 0
+    assert encoder.report.truncated == {"initial_response": 1}  # the critique is not cut
 
 
 def test_target_too_long_is_dropped_and_counted(tiny_tokenizer, triplet_rows):
@@ -156,62 +157,105 @@ def test_target_too_long_is_dropped_and_counted(tiny_tokenizer, triplet_rows):
     row = _row(triplet_rows, id="too-long", refined_response=LONG_DRAFT)
     assert encoder.encode(row) is None
     assert encoder.encode(triplet_rows[1]) is not None
-    s = encoder.stats
-    assert (s.rows_seen, s.rows_encoded, s.rows_dropped_target_too_long) == (2, 1, 1)
-    assert s.dropped_examples == {"target_too_long": ["too-long"]} and "dropped" in s.summary()
+    s = encoder.report
+    assert (s.rows_in, s.rows_out, s.dropped) == (2, 1, {"target_too_long": 1})
+    assert s.examples == {"target_too_long": ["too-long"]} and "dropped" in s.summary()
 
 
 def test_huge_question_is_dropped_as_prompt_too_long(tiny_tokenizer, triplet_rows):
     encoder = CGDEncoder(tiny_tokenizer, max_length=300)
     assert encoder.encode(_row(triplet_rows, question=LONG_DRAFT)) is None
-    s = encoder.stats
-    assert s.rows_dropped_prompt_too_long == 1 and s.rows_dropped_target_too_long == 0 and s.rows_encoded == 0
-    assert s.rows_truncated_initial_response == 0  # truncation counts describe the rows that were kept
+    s = encoder.report
+    assert s.dropped == {"prompt_too_long": 1} and s.rows_out == 0  # and no target_too_long
+    assert s.truncated == {}  # truncation counts describe the rows that were kept
 
 
 # -- collation ------------------------------------------------------------------------------------
 
 
+def _encoded(tok, rows, method="cgd", max_length=2048):
+    encoder = CGDEncoder(tok, method=method, max_length=max_length)
+    return [encoder.encode(r) for r in rows]
+
+
+def _collator(tok, **kwargs) -> CGDCollator:
+    return CGDCollator(pad_token_id=tok.pad_token_id, **kwargs)
+
+
 def test_padded_batch(tiny_tokenizer, triplet_rows):
-    collator = CGDCollator(tiny_tokenizer, pad_to_multiple_of=8)
-    batch = collator(triplet_rows[:3])
-    lengths = [len(collator.encoder.encode(r)["input_ids"]) for r in triplet_rows[:3]]
+    encoded = _encoded(tiny_tokenizer, triplet_rows[:3])
+    batch = _collator(tiny_tokenizer, pad_to_multiple_of=8)(encoded)
+    lengths = [len(e["input_ids"]) for e in encoded]
     assert batch["input_ids"].shape == (3, -(-max(lengths) // 8) * 8)
     assert batch["attention_mask"].sum(1).tolist() == lengths
     pads = batch["attention_mask"] == 0
     assert (batch["labels"][pads] == -100).all() and (batch["input_ids"][pads] == tiny_tokenizer.pad_token_id).all()
 
 
-def test_pre_encoded_rows_pass_through(tiny_tokenizer, triplet_rows):
-    collator = CGDCollator(tiny_tokenizer)
-    encoded = [collator.encoder.encode(r) for r in triplet_rows[:3]]
-    a = collator([{**e, "length": 1} for e in encoded])
-    b = collator(triplet_rows[:3])
+def test_extra_columns_pass_through_and_raw_rows_are_refused(tiny_tokenizer, triplet_rows):
+    collator = _collator(tiny_tokenizer)
+    encoded = _encoded(tiny_tokenizer, triplet_rows[:3])
+    a = collator([{**e, "length": 1, **r} for e, r in zip(encoded, triplet_rows, strict=False)])
+    b = collator(encoded)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # Raw triplets, or ids without labels (TRL would learn the whole prompt), are refused with what to do.
+    for rows in (triplet_rows[:2], [{"input_ids": e["input_ids"]} for e in encoded]):
+        with pytest.raises(ValueError, match="row 0 of the batch has keys.*encode_dataset"):
+            collator(rows)
+    with pytest.raises(TypeError, match="pad_token_id must be a token id"):
+        CGDCollator(tiny_tokenizer)
 
 
-def test_short_batch_is_counted_and_empty_batch_raises(tiny_tokenizer, triplet_rows, caplog):
-    collator = CGDCollator(tiny_tokenizer, max_length=300)
-    too_long = _row(triplet_rows, refined_response=LONG_DRAFT)
-    batch = collator([triplet_rows[0], too_long, triplet_rows[1]])
-    assert batch["input_ids"].shape[0] == 2 and collator.stats.rows_dropped_target_too_long == 1
-    assert "dropped 1 of 3 rows" in caplog.text
-    with pytest.raises(ValueError, match="Every row of this batch"):
-        collator([too_long, too_long])
+def test_rows_that_cannot_fit_are_counted_and_none_fitting_raises(tiny_tokenizer, triplet_rows, caplog):
+    encoder = CGDEncoder(tiny_tokenizer, max_length=300)
+    too_long = _row(triplet_rows, id="too-long", refined_response=LONG_DRAFT)
+    out, report = encode_dataset(datasets.Dataset.from_list([triplet_rows[0], too_long, triplet_rows[1]]), encoder)
+    batch = _collator(tiny_tokenizer)(list(out))
+    assert batch["input_ids"].shape[0] == 2 and report.dropped == {"target_too_long": 1}
+    assert "2/3 rows kept, 1 dropped (target_too_long: 1, e.g. ['too-long'])" in caplog.text
+    with pytest.raises(ValueError, match="No row fits max_length=300"):
+        encode_dataset(datasets.Dataset.from_list([too_long, {**too_long, "id": "x"}]), encoder)
 
 
 def test_padding_free_batch_layout(tiny_tokenizer, triplet_rows):
-    collator = CGDCollator(tiny_tokenizer, padding_free=True, pad_to_multiple_of=16)
-    lengths = [len(collator.encoder.encode(r)["input_ids"]) for r in triplet_rows[:3]]
-    batch = collator(triplet_rows[:3])
+    encoded = _encoded(tiny_tokenizer, triplet_rows[:3])
+    lengths = [len(e["input_ids"]) for e in encoded]
+    batch = _collator(tiny_tokenizer, padding_free=True, pad_to_multiple_of=16)(encoded)
     total = sum(lengths)
     padded = -(-total // 16) * 16
+    assert padded > total  # the batch has a padding tail
     assert "attention_mask" not in batch and batch["input_ids"].shape == (1, padded)
-    starts = [0, lengths[0], lengths[0] + lengths[1], total][: 4 if padded > total else 3]
-    assert (batch["position_ids"][0] == 0).nonzero().flatten().tolist() == starts
+    starts = [0, lengths[0], lengths[0] + lengths[1]]
+    tail = list(range(total, padded))  # TRL's layout: each padding token is a sequence of one, at position 0
+    assert (batch["position_ids"][0] == 0).nonzero().flatten().tolist() == [*starts, *tail]
     assert (batch["labels"][0, starts] == -100).all() and (batch["labels"][0, total:] == -100).all()
-    assert batch["cu_seq_lens_q"].tolist() == [*starts, padded] and batch["max_length_q"] == max(lengths)
-    assert batch["seq_idx"].shape == (1, padded)
+    assert batch["cu_seq_lens_q"].tolist() == [*starts, *tail, padded] and batch["max_length_q"] == max(lengths)
+    assert batch["seq_idx"].shape == (1, padded) and batch["use_cache"] is False
+
+
+@pytest.mark.parametrize("padding_free", [False, True], ids=["padded", "padding-free"])
+@pytest.mark.parametrize("method", list(schema.METHODS))
+def test_collator_is_trls_collator_plus_use_cache(tiny_tokenizer, triplet_rows, method, padding_free):
+    """On encoded rows, every key TRL's DataCollatorForLanguageModeling emits is identical; CGD adds use_cache only."""
+    encoded = _encoded(tiny_tokenizer, triplet_rows[:5], method)
+    for multiple in (None, 8, 64):
+        kwargs = dict(pad_token_id=tiny_tokenizer.pad_token_id, padding_free=padding_free, pad_to_multiple_of=multiple)
+        ours = CGDCollator(**kwargs)(encoded)
+        theirs = DataCollatorForLanguageModeling(**kwargs)(encoded)
+        assert set(ours) - set(theirs) == ({"use_cache"} if padding_free else set())
+        assert set(theirs) <= set(ours)
+        for key, value in theirs.items():
+            if isinstance(value, torch.Tensor):
+                assert value.dtype == ours[key].dtype and torch.equal(value, ours[key]), (key, multiple)
+            else:
+                assert value == ours[key], (key, multiple)
+        # The labels are the encoder's: loss on exactly target + end-of-turn, for every row of the batch.
+        labels = ours["labels"].reshape(-1).tolist()
+        learned = [t for t in labels if t != -100]
+        target = schema.METHODS[method].target
+        expected = "".join(r[target] + "<|im_end|>" for r in triplet_rows[:5])
+        # (Padding-free batches put -100 at each sequence start: a prompt token, so nothing learned is lost.)
+        assert tiny_tokenizer.decode(learned) == expected
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
@@ -219,10 +263,10 @@ def test_padding_free_and_padded_give_the_same_loss(tiny_tokenizer, triplet_rows
     """Same rows, same model: transformers builds a block-diagonal mask from position_ids (no attention_mask)."""
     model = make_tiny_model(tiny_tokenizer).eval()
     model.set_attn_implementation(attn)
-    rows = triplet_rows[:4]
-    padded = CGDCollator(tiny_tokenizer)(rows)
-    free = CGDCollator(tiny_tokenizer, padding_free=True, pad_to_multiple_of=64)(rows)
-    assert free["use_cache"] is False
+    encoded = _encoded(tiny_tokenizer, triplet_rows[:4])
+    padded = _collator(tiny_tokenizer)(encoded)
+    free = _collator(tiny_tokenizer, padding_free=True, pad_to_multiple_of=64)(encoded)
+    assert free["use_cache"] is False and free["input_ids"].shape[1] > sum(len(e["input_ids"]) for e in encoded)
     with torch.no_grad():
         loss_padded = model(**padded).loss
         loss_free = model(**free).loss
@@ -252,11 +296,12 @@ def test_encode_dataset_counts_filters_and_matches_the_encoder(tiny_tokenizer, t
     out, report = encode_dataset(ds, encoder)
     assert out.column_names == ["input_ids", "labels", "length"]
     assert (report.rows_in, report.rows_out, len(out)) == (16, 15, 15)
-    assert report.dropped == {"target_too_long": 1} and report.dropped_examples == {"target_too_long": ["row-3"]}
+    assert report.dropped == {"target_too_long": 1} and report.examples == {"target_too_long": ["row-3"]}
     assert report.truncated == {"initial_response": 1} and report.tokens_cut > 0
     assert out[0]["length"] == len(out[0]["input_ids"])
     expected = [encoder.encode(r) for r in ds]
     expected = [e for e in expected if e is not None]
+    assert report == encoder.report  # the map's column counts and the row-by-row counts: one shape, same numbers
     assert out["input_ids"][:] == [e["input_ids"] for e in expected]
     assert out["labels"][:] == [e["labels"] for e in expected]
 
@@ -272,8 +317,8 @@ def test_encode_dataset_counts_across_workers(tiny_tokenizer, triplet_rows, tmp_
     ds = _dataset_with_drops(triplet_rows, tmp_path)
     _, single = encode_dataset(ds, CGDEncoder(tiny_tokenizer, max_length=300))
     out, multi = encode_dataset(ds, CGDEncoder(tiny_tokenizer, max_length=301), num_proc=2)
-    assert (multi.rows_dropped_target_too_long, multi.rows_truncated_initial_response, len(out)) == (1, 1, 15)
-    assert multi.rows_seen == single.rows_seen
+    assert (multi.dropped, multi.truncated, len(out)) == ({"target_too_long": 1}, {"initial_response": 1}, 15)
+    assert multi.rows_in == single.rows_in
 
 
 def test_encode_dataset_checks_columns(tiny_tokenizer, triplet_rows):
@@ -285,9 +330,9 @@ def test_encode_dataset_checks_columns(tiny_tokenizer, triplet_rows):
 def test_collator_on_encoded_dataset(tiny_tokenizer, triplet_rows):
     ds = datasets.Dataset.from_list(triplet_rows)
     out, _ = encode_dataset(ds, CGDEncoder(tiny_tokenizer))
-    collator = CGDCollator(tiny_tokenizer, padding_free=True)
+    collator = _collator(tiny_tokenizer, padding_free=True)
     batch = collator([out[i] for i in range(4)])
-    assert torch.equal(batch["input_ids"], collator(triplet_rows[:4])["input_ids"])
+    assert torch.equal(batch["input_ids"], collator(_encoded(tiny_tokenizer, triplet_rows[:4]))["input_ids"])
 
 
 def test_tokenizer_truncation_state_does_not_leak_into_encoding(triplet_rows):
@@ -355,7 +400,7 @@ def test_special_token_text_in_a_truncated_draft_stays_text(tiny_tokenizer, trip
     full = CGDEncoder(tiny_tokenizer, max_length=None).encode(row)
     encoder = CGDEncoder(tiny_tokenizer, max_length=len(full["input_ids"]) - 100)
     out = encoder.encode(row)
-    assert encoder.stats.rows_truncated_initial_response == 1 and len(out["input_ids"]) <= encoder.max_length
+    assert encoder.report.truncated == {"initial_response": 1} and len(out["input_ids"]) <= encoder.max_length
     clean = CGDEncoder(tiny_tokenizer, max_length=None).encode({**triplet_rows[0], **CLEAN_ROW_TEXT})
     special = _special_ids(tiny_tokenizer)
     assert sorted(t for t in out["input_ids"][: _prompt_len(out)] if t in special) == sorted(

@@ -9,7 +9,7 @@ import datasets
 import pytest
 
 from cgd import schema
-from cgd.data import TripletValidationError, load_triplets, validate_triplets
+from cgd.data import MAX_EXAMPLES, RowReport, TripletValidationError, load_triplets, validate_triplets
 
 CARD = """---
 configs:
@@ -125,6 +125,26 @@ def test_drop_mode_counts_reasons_and_keeps_good_rows(triplet_rows, caplog):
     assert report.examples["refined_response: empty string"] == ["row-1"]
     assert {"row-1", "row-2", "row-3"}.isdisjoint(out[schema.ID])
     assert "13/16 rows kept" in report.summary() and "13/16" in caplog.text
+    assert report.summary().startswith("Triplet validation: 13/16 rows kept, 3 dropped (")
+
+
+def test_row_report_counts_add_up_and_read_the_same_for_every_step():
+    """One shape for validation and encoding: rows out = rows in - drops, a few example ids, truncations by field."""
+    report = RowReport("CGD encoding")
+    for i in range(MAX_EXAMPLES + 3):
+        report.add(f"r{i}", dropped="target_too_long")
+    report.add("ok-1", truncated=("initial_response",), tokens_cut=40)
+    report.add("ok-2", truncated=("initial_response", "critique"), tokens_cut=2)
+    report.add("ok-3")
+    assert (report.rows_in, report.rows_out, report.rows_dropped) == (MAX_EXAMPLES + 6, 3, MAX_EXAMPLES + 3)
+    assert report.examples == {"target_too_long": [f"r{i}" for i in range(MAX_EXAMPLES)]}
+    assert report.truncated == {"initial_response": 2, "critique": 1} and report.tokens_cut == 42
+    assert report.summary() == (
+        f"CGD encoding: 3/{MAX_EXAMPLES + 6} rows kept, {MAX_EXAMPLES + 3} dropped (target_too_long: "
+        f"{MAX_EXAMPLES + 3}, e.g. {report.examples['target_too_long']}); truncated: initial_response in 2 row(s), "
+        "critique in 1 row(s); 42 input tokens cut."
+    )
+    assert RowReport("Triplet validation", rows_in=4).summary() == "Triplet validation: 4/4 rows kept, 0 dropped."
 
 
 def test_drop_mode_with_nothing_left_raises(triplet_rows):
