@@ -348,9 +348,9 @@ def collator_bench(data: dict[str, Any], args: argparse.Namespace, batch_size: i
     trl_rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in encoded]
     raw = data["raw_rows"]
     cands: dict[str, Any] = {
-        "CGDCollator padded (pre-encoded rows)": (CGDCollator(tok, "cgd", args.max_length), encoded),
+        "CGDCollator padded (pre-encoded rows)": (CGDCollator(pad_token_id=tok.pad_token_id), encoded),
         "CGDCollator padding-free (pre-encoded rows)": (
-            CGDCollator(tok, "cgd", args.max_length, padding_free=True),
+            CGDCollator(pad_token_id=tok.pad_token_id, padding_free=True),
             encoded,
         ),
         "TRL DataCollatorForLanguageModeling padded": (
@@ -361,18 +361,16 @@ def collator_bench(data: dict[str, Any], args: argparse.Namespace, batch_size: i
             DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True),
             trl_rows,
         ),
-        "CGDCollator on raw triplets (encodes on the fly)": (CGDCollator(tok, "cgd", args.max_length), raw),
     }
     results = []
     n = len(encoded) - len(encoded) % batch_size
     for name, (collate, rows) in cands.items():
         rates = []
         for _ in range(args.collator_repeats):
-            limit = min(n, 4 * batch_size * 8) if "raw" in name else n
             t0 = time.perf_counter()
-            for i in range(0, limit, batch_size):
+            for i in range(0, n, batch_size):
                 collate(rows[i : i + batch_size])
-            rates.append(limit / (time.perf_counter() - t0))
+            rates.append(n / (time.perf_counter() - t0))
         results.append((name, statistics.median(rates)))
     rates = []
     for _ in range(args.collator_repeats):

@@ -6,10 +6,10 @@ DeepSpeed/FSDP, saving, Hub push) to TRL:
 1. **Data.** Raw triplet rows are validated (:func:`cgd.data.validate_triplets`) and tokenized once in a cached
    ``datasets.map`` (:func:`cgd.collator.encode_dataset`) under ``main_process_first``, so with several processes the
    main one encodes and the others read its cache. TRL's own preparation is skipped (``skip_prepare_dataset``).
-2. **Collation.** :class:`cgd.collator.CGDCollator` pads (or, with ``padding_free``, flattens) the pre-encoded rows.
-   TRL 1.16 refuses a custom collator when ``args.padding_free`` is set, because its own collator would then build the
-   flattened batch; here the CGD collator builds it, so the flag is handed to the collator and hidden from
-   ``SFTTrainer.__init__`` (restored right after, so ``args`` and saved configs still read ``padding_free: true``).
+2. **Collation.** :class:`cgd.collator.CGDCollator` (TRL's ``DataCollatorForLanguageModeling`` plus ``use_cache=False``)
+   pads (or, with ``padding_free``, flattens) the pre-encoded rows. TRL 1.16 refuses a custom collator when
+   ``args.padding_free`` is set, so the flag is handed to the collator and hidden from ``SFTTrainer.__init__``
+   (restored right after, so ``args`` and saved configs still read ``padding_free: true``).
 3. **Stopping.** The end-of-turn token the targets end with is added to the model's ``generation_config.eos_token_id``,
    so the trained student stops at the end of its turn.
 
@@ -37,7 +37,7 @@ from trl import SFTTrainer
 from cgd.ablations import apply_critique_ablation
 from cgd.collator import CGDCollator, CGDEncoder, encode_dataset, end_of_turn
 from cgd.config import CGDConfig
-from cgd.data import validate_triplets
+from cgd.data import RowReport, validate_triplets
 from cgd.schema import get_method
 from cgd.templates import PromptTemplates
 
@@ -92,7 +92,7 @@ def prepare_cgd_dataset(
     args: CGDConfig,
     templates: PromptTemplates | None = None,
     name: str = "train",
-) -> tuple[Dataset, Any, Any]:
+) -> tuple[Dataset, RowReport, RowReport]:
     """Validate and encode raw triplet rows for ``args.method``.
 
     Returns the encoded dataset (``input_ids``, ``labels``, ``length``) with the validation and encoding reports. Rows
@@ -196,8 +196,8 @@ class CGDTrainer(SFTTrainer):
         #: What the model card names as the training data and the recipe (set by ``cgd.train``).
         self.card_datasets: list[str] = []
         self.recipe: str | None = None
-        self.validation_reports: dict[str, Any] = {}
-        self.encoding_reports: dict[str, Any] = {}
+        self.validation_reports: dict[str, RowReport] = {}
+        self.encoding_reports: dict[str, RowReport] = {}
         train_dataset = self._prepare_cgd("train", train_dataset, tokenizer, args, templates)
         if isinstance(eval_dataset, dict):
             eval_dataset = {
@@ -209,13 +209,9 @@ class CGDTrainer(SFTTrainer):
 
         if data_collator is None:
             data_collator = CGDCollator(
-                tokenizer,
-                args.method,
-                args.max_length,
-                templates,
+                pad_token_id=tokenizer.pad_token_id,
                 padding_free=args.padding_free,
                 pad_to_multiple_of=args.pad_to_multiple_of,
-                truncation_marker=args.truncation_marker,
             )
 
         # The padding-free seam: the CGD collator flattens the batch itself, so TRL's refusal of custom collators in
@@ -344,7 +340,7 @@ class CGDTrainer(SFTTrainer):
             )
         table = "| setting | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         counts = "\n".join(
-            f"- {name}: {self.validation_reports[name].summary().splitlines()[0]} {report.summary()}"
+            f"- {name}: {self.validation_reports[name].summary()} {report.summary()}"
             for name, report in self.encoding_reports.items()
         )
         return (

@@ -74,7 +74,8 @@ def test_build_folder_loads_back_and_encodes_for_every_method(questions_file, tm
         for row in rows[:3]:
             encoded = encoder.encode(row)
             assert encoded is not None and any(label != -100 for label in encoded["labels"]), method
-    batch = collator.CGDCollator(tiny_tokenizer, method="cgd", max_length=None)(rows[:4])
+    encoder = collator.CGDEncoder(tiny_tokenizer, method="cgd", max_length=None)
+    batch = collator.CGDCollator(pad_token_id=tiny_tokenizer.pad_token_id)([encoder.encode(r) for r in rows[:4]])
     assert batch["input_ids"].shape[0] == 4
 
 

@@ -170,7 +170,7 @@ def test_model_card(first_run):
         "method `cgd`" in card.text and "arXiv:2505.11628" in card.text and "@inproceedings{kapusuzoglu" in card.text
     )
     procedure = card.text.split("## Training procedure", 1)[1].split("### Framework versions", 1)[0]
-    assert "| recipe | `recipes/smollm2-135m/cgd.yaml` |" in procedure and "32/32 rows encoded" in procedure
+    assert "| recipe | `recipes/smollm2-135m/cgd.yaml` |" in procedure and "CGD encoding: 32/32 rows kept" in procedure
     assert str(REPO_ROOT) not in card.content and "/tmp" not in card.content  # no local paths published
 
 
@@ -302,13 +302,13 @@ def test_trainer_reports_rows_and_links_the_dataset_in_the_card(tmp_path, tiny_c
     args = make_args(tmp_path, method="cgd", drop_invalid_rows=True, max_steps=1)
     trainer = CGDTrainer(model=str(tiny_checkpoint), args=args, train_dataset=Dataset.from_list(rows))
     assert trainer.validation_reports["train"].rows_dropped == 1
-    assert trainer.encoding_reports["train"].rows_encoded == len(rows) - 1
+    assert trainer.encoding_reports["train"].rows_out == len(rows) - 1
     assert len(trainer.train_dataset) == len(rows) - 1
     trainer.create_model_card(model_name="student", dataset_name="my-org/webinstruct-cgd")
     card = (tmp_path / "out" / "README.md").read_text()
     assert "https://huggingface.co/datasets/my-org/webinstruct-cgd" in card
     n = len(rows)
-    assert f"{n - 1}/{n} rows kept, 1 dropped" in card and f"{n - 1}/{n - 1} rows encoded" in card
+    assert f"{n - 1}/{n} rows kept, 1 dropped" in card and f"CGD encoding: {n - 1}/{n - 1} rows kept" in card
 
 
 def test_missing_column_fails_clearly(tmp_path, tiny_checkpoint, triplet_rows):
