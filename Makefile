@@ -47,10 +47,12 @@ study: $(STAMP)
 	$(PY) -m cgd.demo --study $(DEMO_ARGS)
 
 # Score checkpoints with lighteval and write the comparison report (cgd/eval/runner.py, docs/evaluation.md), e.g.
-#   make evaluate MODEL="outputs/base outputs/cgd" TASKS=cgd_gsm8k,cgd_math500 EVAL_ARGS="--data-dir ../shared/data/eval --first-n 50 --device cpu"
+#   make evaluate MODEL="outputs/base outputs/cgd" TASKS=cgd_gsm8k,cgd_math500 \
+#       EVAL_ARGS="--data_dir ../shared/data/eval --first_n 50 --device cpu --max_new_tokens 256"
+# EVAL_ARGS takes any field of cgd.eval.runner.EvalArguments (or --config my_eval.yaml); a CPU run gets batch size 4.
 MODEL ?= cache/models/SmolLM2-135M-Instruct
 TASKS ?= paper_math
 EVAL_OUT ?= outputs/eval
 .PHONY: evaluate
 evaluate: $(STAMP)
-	$(PY) -m cgd.eval.runner run --models $(MODEL) --tasks $(TASKS) --output-dir $(EVAL_OUT) $(EVAL_ARGS)
+	$(PY) -m cgd.eval run --models $(MODEL) --tasks $(TASKS) --output_dir $(EVAL_OUT) $(EVAL_ARGS)

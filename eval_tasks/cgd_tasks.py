@@ -44,6 +44,7 @@ https://arxiv.org/abs/2505.11628
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -68,6 +69,12 @@ from lighteval.models.model_output import ModelResponse  # noqa: E402
 from lighteval.tasks.lighteval_task import LightevalTaskConfig  # noqa: E402
 from lighteval.tasks.requests import Doc, SamplingMethod  # noqa: E402
 from lighteval.tasks.tasks.ifeval.main import ifeval as _builtin_ifeval  # noqa: E402
+
+from cgd.eval.compat import apply as _apply_compat  # noqa: E402
+
+# Plain `lighteval ... --custom-tasks eval_tasks/cgd_tasks.py` gets the prompt-length, generation-length, system-line
+# and IFEval fixes too (`python -m cgd.eval.cli` has applied them already; applying is idempotent).
+_apply_compat()
 
 from cgd.answers import (  # noqa: E402
     answers_match,
@@ -204,16 +211,121 @@ def gpqa_prompt(line: dict, task_name: str | None = None) -> Doc | None:
     return _choice_doc(task_name, question, options, gold_index)
 
 
+def _mmlu_pro_options(line: dict) -> tuple[list[str], int] | None:
+    """The row's options without empty/"N/A" entries, and the gold's index among them.
+
+    The gold is the row's ``answer`` letter (else ``answer_index``) into the *original* options, mapped through the
+    kept ones: dropping an option before the gold shifts its letter. None (the row is skipped, with a warning) when
+    the gold itself is an empty option.
+    """
+    raw = [str(o) for o in line["options"]]
+    kept = [i for i, o in enumerate(raw) if o.strip() and o.strip() != "N/A"]
+    letter = str(line.get("answer") or "").strip().upper()
+    gold = string.ascii_uppercase.index(letter) if len(letter) == 1 and letter.isalpha() else int(line["answer_index"])
+    if gold not in kept:
+        logger.warning("MMLU-Pro row %s: the gold option is empty or N/A; row skipped", line.get("question_id"))
+        return None
+    return [raw[i] for i in kept], kept.index(gold)
+
+
 def mmlu_pro_prompt(line: dict, task_name: str | None = None) -> Doc | None:
-    """MMLU-Pro: up to ten options A-J; gold = ``answer_index`` (or the ``answer`` letter)."""
+    """MMLU-Pro: up to ten options A-J (empty/"N/A" ones dropped, the gold letter mapped through the kept ones)."""
     if _beyond_first_n(line):
         return None
-    options = [o for o in line["options"] if str(o).strip() and str(o).strip() != "N/A"]
-    if line.get("answer_index") is not None:
-        gold_index = int(line["answer_index"])
-    else:
-        gold_index = string.ascii_uppercase.index(str(line["answer"]).strip().upper())
-    return _choice_doc(task_name, str(_first(line, ("question", "Question"))), options, gold_index)
+    options = _mmlu_pro_options(line)
+    if options is None:
+        return None
+    return _choice_doc(task_name, str(_first(line, ("question", "Question"))), *options)
+
+
+# --- the CGD authors' protocol (tasks cgd_*_paper) ----------------------------------------------------
+
+#: The authors' harness (Qwen2.5-Math's evaluation, "qwen25-math-cot") puts this in a system line and the bare
+#: question in the user turn; lighteval 0.13 has one system prompt per run, so the doc carries it and
+#: cgd.eval.compat.system_prompt_per_doc turns it into the system turn.
+PAPER_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+#: The paper generates up to 8192 new tokens on every math benchmark (LLaMA; 16384 for Qwen-Math).
+PAPER_GENERATION_SIZE = 8192
+MMLU_PRO_PAPER_HEADER = (
+    "The following are multiple choice questions (with answers) about {category}. Think step by step and then "
+    'finish your answer with "the answer is (X)" where X is the correct letter choice.'
+)
+MMLU_PRO_SHOTS = 5
+
+
+def paper_math_prompt(line: dict, task_name: str | None = None) -> Doc | None:
+    """Math under the authors' protocol: the bare problem as the user turn, the instruction as a system line."""
+    if _beyond_first_n(line):
+        return None
+    problem = strip_existing_instruction(str(_first(line, _PROBLEM_KEYS)))
+    gold = _answer_text(_first(line, _ANSWER_KEYS))
+    return Doc(
+        task_name=task_name,
+        query=problem,
+        choices=[gold],
+        gold_index=0,
+        specific={"answer": gold, "system_prompt": PAPER_SYSTEM_PROMPT},
+    )
+
+
+def _mmlu_pro_block(line: dict, options: list[str]) -> str:
+    listing = "\n".join(f"{letter}. {option.strip()}" for letter, option in zip(string.ascii_uppercase, options))
+    return f"Question:\n{str(line['question']).strip()}\nOptions:\n{listing}\nAnswer: Let's think step by step."
+
+
+@functools.lru_cache(maxsize=4)
+def _mmlu_pro_shots(repo: str, subset: str | None) -> dict[str, list[dict]]:
+    """The validation split (the chain-of-thought examples) by category, loaded once per process."""
+    import datasets
+
+    rows = datasets.load_dataset(repo, subset, split="validation")
+    by_category: dict[str, list[dict]] = {}
+    for row in rows:
+        by_category.setdefault(str(row["category"]), []).append(row)
+    return by_category
+
+
+def mmlu_pro_paper_prompt(line: dict, task_name: str | None = None) -> Doc | None:
+    """MMLU-Pro 5-shot chain of thought, as MMLU-Pro's own evaluation and the authors' harness run it: five
+    validation examples of the same category with their worked answers, then the question; scored by the letter
+    after "the answer is (X)" (:class:`AnswerIsLetterMatch`)."""
+    if _beyond_first_n(line):
+        return None
+    options = _mmlu_pro_options(line)
+    if options is None:
+        return None
+    source = resolve_source("mmlu_pro", HUB["mmlu_pro"])
+    category = str(line.get("category", ""))
+    shots = _mmlu_pro_shots(source.repo, source.subset).get(category, [])[:MMLU_PRO_SHOTS]
+    parts = [MMLU_PRO_PAPER_HEADER.format(category=category.replace("_", " "))]
+    for shot in shots:
+        shot_options = _mmlu_pro_options(shot)
+        if shot_options is None:
+            continue
+        worked = re.sub(r"^A:\s*Let's think step by step\.?\s*", "", str(shot.get("cot_content", "")).strip())
+        parts.append(f"{_mmlu_pro_block(shot, shot_options[0])} {worked}")
+    parts.append(_mmlu_pro_block(line, options[0]))
+    letters = list(string.ascii_uppercase[: len(options[0])])
+    return Doc(
+        task_name=task_name,
+        query="\n\n".join(parts),
+        choices=letters,
+        gold_index=options[1],
+        specific={"answer": letters[options[1]]},
+    )
+
+
+_ANSWER_IS = re.compile(r"answer is \(?([A-J])\)?")
+_ANSWER_COLON = re.compile(r"[aA]nswer:\s*\(?([A-J])\)?")
+
+
+def answer_is_letter(text: str) -> str | None:
+    """MMLU-Pro's own extraction: the last "answer is (X)", else the last "Answer: X"; None otherwise."""
+    for pattern in (_ANSWER_IS, _ANSWER_COLON):
+        hits = pattern.findall(text or "")
+        if hits:
+            return hits[-1]
+    return None
 
 
 # --- metrics ------------------------------------------------------------------------------------------
@@ -240,6 +352,16 @@ class ChoiceLetterMatch(SampleLevelComputation):
         return float(letter is not None and letter == doc.choices[doc.gold_index])
 
 
+class AnswerIsLetterMatch(SampleLevelComputation):
+    """1.0 when "the answer is (X)" in the first prediction names the gold letter (:func:`answer_is_letter`)."""
+
+    def compute(self, doc: Doc, model_response: ModelResponse, **kwargs: Any) -> float:
+        predictions = model_response.final_text
+        if not predictions:
+            return 0.0
+        return float(answer_is_letter(predictions[0]) == doc.choices[doc.gold_index])
+
+
 class FormatDrift(SampleLevelComputation):
     """Per output: reads as a critique (verdict or grading phrasing), has a ``Conclusion:`` verdict,
     ends with a boxed answer. Averaged over the corpus these are rates (lower critique_rate is better)."""
@@ -263,6 +385,13 @@ math_acc = SampleLevelMetric(
 choice_acc = SampleLevelMetric(
     metric_name="acc",
     sample_level_fn=ChoiceLetterMatch(),
+    category=SamplingMethod.GENERATIVE,
+    corpus_level_fn=np.mean,
+    higher_is_better=True,
+)
+answer_is_acc = SampleLevelMetric(
+    metric_name="acc",
+    sample_level_fn=AnswerIsLetterMatch(),
     category=SamplingMethod.GENERATIVE,
     corpus_level_fn=np.mean,
     higher_is_better=True,
@@ -416,6 +545,19 @@ cgd_aime24_sampled = make_task("aime24", math_prompt, HUB["aime24"], _SAMPLED, 8
 cgd_aime25_sampled = make_task("aime25", math_prompt, HUB["aime25"], _SAMPLED, 8192, suffix="_sampled")
 cgd_amc23_sampled = make_task("amc23", math_prompt, HUB["amc23"], _SAMPLED, 4096, suffix="_sampled")
 
+# The same benchmarks under the CGD authors' protocol (docs/evaluation.md, "Protocols").
+_PAPER = PAPER_GENERATION_SIZE
+cgd_math500_paper = make_task("math500", paper_math_prompt, HUB["math500"], _MATH, _PAPER, suffix="_paper")
+cgd_minerva_math_paper = make_task("minerva_math", paper_math_prompt, HUB["minerva_math"], _MATH, _PAPER, "_paper")
+cgd_gsm8k_paper = make_task("gsm8k", paper_math_prompt, HUB["gsm8k"], _MATH, _PAPER, suffix="_paper")
+cgd_olympiadbench_paper = make_task("olympiadbench", paper_math_prompt, HUB["olympiadbench"], _MATH, _PAPER, "_paper")
+cgd_amc23_paper = make_task("amc23", paper_math_prompt, HUB["amc23"], _MATH, _PAPER, suffix="_paper")
+cgd_aime24_paper = make_task("aime24", paper_math_prompt, HUB["aime24"], _MATH, _PAPER, suffix="_paper")
+cgd_aime25_paper = make_task("aime25", paper_math_prompt, HUB["aime25"], _MATH, _PAPER, suffix="_paper")
+cgd_mmlu_pro_paper = make_task(
+    "mmlu_pro", mmlu_pro_paper_prompt, HUB["mmlu_pro"], [answer_is_acc, format_drift], 2048, suffix="_paper"
+)
+
 TASKS_TABLE = [
     cgd_math500,
     cgd_minerva_math,
@@ -431,13 +573,12 @@ TASKS_TABLE = [
     cgd_aime24_sampled,
     cgd_aime25_sampled,
     cgd_amc23_sampled,
+    cgd_math500_paper,
+    cgd_minerva_math_paper,
+    cgd_gsm8k_paper,
+    cgd_olympiadbench_paper,
+    cgd_amc23_paper,
+    cgd_aime24_paper,
+    cgd_aime25_paper,
+    cgd_mmlu_pro_paper,
 ]
-
-# Task groups for the suite runner (names without the "|0" few-shot suffix).
-_PAPER_MATH = ["cgd_math500", "cgd_minerva_math", "cgd_gsm8k", "cgd_olympiadbench", "cgd_amc23"]
-SUITES = {
-    "paper_math": _PAPER_MATH,
-    "math": [*_PAPER_MATH, "cgd_aime24", "cgd_aime25", "cgd_theoremqa"],
-    "general": ["cgd_gpqa_diamond", "cgd_mmlu_pro", "ifeval"],
-    "all": [t.name for t in TASKS_TABLE if not t.name.endswith(("_sampled", "_ifeval"))] + ["ifeval"],
-}

@@ -29,9 +29,8 @@ from eval_tasks.cgd_tasks import TASKS_TABLE as _CGD_TASKS  # noqa: E402
 
 #: Where the demo writes the held-out split when nothing else is set (read only if it exists).
 DEFAULT_ARITH_DIR = _ROOT / "outputs" / "demo" / "eval_data" / "arith"
-#: New tokens per answer: the problems need a few short steps; this bounds a rambling 135M model on CPU.
-#: lighteval 0.13's transformers backend generates each task's ``generation_size`` tokens at most and does
-#: not let ``generation_parameters={max_new_tokens:N}`` change it, hence the environment override.
+#: New tokens per answer when the run sets none: the problems need a few short steps; this bounds a rambling 135M model
+#: on CPU. A run's ``generation_parameters={max_new_tokens:N}`` overrides it (cgd.eval.compat.keep_prompts_whole).
 ARITH_GENERATION_SIZE = int(os.environ.get("CGD_EVAL_ARITH_MAX_NEW_TOKENS", "256"))
 
 cgd_arith = make_task(

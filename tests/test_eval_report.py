@@ -113,8 +113,8 @@ def test_write_report_compares_models(tmp_path):
     csv = pd.read_csv(report.csv)
     assert {"task", "metric", "base", "cft", "Δ cft"} <= set(csv.columns)
     md = report.markdown.read_text()
-    assert "| cgd_gsm8k | acc | 4 | 50.0 | 45.0 | -5.0 |" in md
-    assert "| cgd_gsm8k | critique_rate | 4 | 0.0 | 30.0 | +30.0 |" in md
+    assert "| cgd_gsm8k | acc | 4 |  | 50.0 | 45.0 | -5.0 |" in md
+    assert "| cgd_gsm8k | critique_rate | 4 |  | 0.0 | 30.0 | +30.0 |" in md
 
 
 def test_write_report_needs_results(tmp_path):
@@ -135,3 +135,55 @@ def test_math500_agreement_with_builtin_metric():
     assert result["n"] == 4
     assert result["ours_correct"] == 3 and result["builtin_correct"] == 3
     assert result["agree"] == 4 and not result["disagreements"]
+
+
+def test_missing_result_is_missing_not_zero(tmp_path):
+    """A task one model lacks is "missing" in the table and NaN (a labelled gap) in the chart, not 0%."""
+    import math
+
+    from cgd.eval.runner import chart_values, load_results
+
+    base = _fake_run(tmp_path / "base", "base", {"cgd_gsm8k|0": {"acc": 0.5}, "cgd_math500|0": {"acc": 0.2}})
+    cgd = _fake_run(tmp_path / "cgd", "cgd", {"cgd_gsm8k|0": {"acc": 0.6}})
+    report = write_report([base, cgd], tmp_path / "report", labels=["base", "cgd"])
+    assert "| cgd_math500 | acc | 4 |  | 20.0 | missing |  |" in report.markdown.read_text()
+    long = load_results([base, cgd], ["base", "cgd"])
+    values = chart_values(long, ["cgd_gsm8k", "cgd_math500"], ["base", "cgd"], None)
+    assert values["cgd"][0] == pytest.approx(60.0) and math.isnan(values["cgd"][1])
+    assert values["base"] == pytest.approx([50.0, 20.0])
+
+
+def test_cli_is_one_dataclass_with_yaml_and_strict_keys(tmp_path):
+    import yaml
+
+    from cgd.eval.runner import EvalArguments, parse_args
+
+    command, args = parse_args(["--models", "a", "b", "--tasks", "paper_math", "--first-n", "3", "--device", "cpu"])
+    assert command == "run" and isinstance(args, EvalArguments)
+    assert args.models == ["a", "b"] and args.first_n == 3 and args.max_new_tokens is None
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({"models": ["m"], "tasks": "cgd_gsm8k", "max_new_tokens": 128}))
+    _, args = parse_args(["run", "--config", str(config), "--batch_size", "2"])
+    assert args.models == ["m"] and args.max_new_tokens == 128 and args.batch_size == 2
+    config.write_text(yaml.safe_dump({"models": ["m"], "tasks": "cgd_gsm8k", "max_new_token": 128}))
+    with pytest.raises(ValueError, match="'max_new_token' \\(did you mean 'max_new_tokens'\\?\\)"):
+        parse_args(["--config", str(config)])
+    with pytest.raises(ValueError, match="did you mean 'first_n'"):
+        parse_args(["--models", "a", "--tasks", "t", "--first", "3"])  # no abbreviations
+    assert parse_args(["report", "--run_dirs", "x", "y"])[1].run_dirs == ["x", "y"]
+
+
+def test_misspelled_task_fails_before_any_model_loads(tmp_path):
+    from cgd.eval.runner import evaluate_models
+
+    with pytest.raises(ValueError, match="did you mean 'cgd_math500'"):
+        evaluate_models(["does/not/exist"], "cgd_gsm8k,cgd_mat500", tmp_path / "eval")
+    assert not (tmp_path / "eval" / "runs").exists()  # nothing started
+
+
+def test_paper_protocol_maps_tasks():
+    from cgd.eval.runner import paper_protocol
+
+    specs = expand_tasks("paper_math,cgd_theoremqa")
+    assert paper_protocol(specs)[:2] == ["cgd_math500_paper|0", "cgd_minerva_math_paper|0"]
+    assert paper_protocol(specs)[-1] == "cgd_theoremqa|0"  # no paper variant: kept

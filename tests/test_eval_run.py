@@ -85,8 +85,13 @@ def test_accelerate_run_writes_report(tiny_checkpoint, eval_data, tmp_path):
     details = list((tmp_path / "eval" / "runs" / "tiny").rglob("details_cgd_math500*.parquet"))
     assert len(details) == 1 and len(pd.read_parquet(details[0])) == 2
     # max_new_tokens caps generation (lighteval 0.13's padded path alone would use the task's 4096)
-    lengths = [len(r["output_tokens"][0]) for r in pd.read_parquet(details[0])["model_response"]]
+    responses = pd.read_parquet(details[0])["model_response"]
+    lengths = [len(r["output_tokens"][0]) for r in responses]
     assert max(lengths) <= 4
+    # ... and never cuts the prompt to it (lighteval 0.13 alone keeps the last 4 prompt tokens)
+    assert all(len(r["input_tokens"]) > 20 and r["truncated_tokens_count"] == 0 for r in responses)
+    assert "| cgd_math500 | acc | 2 | 0 |" in md  # prompts cut: none
+    assert "up to 4 new tokens per answer" in md
     manifest = json.loads((tmp_path / "eval" / "runs.json").read_text())
     assert manifest["tasks"] == ["cgd_gsm8k|0", "cgd_math500|0", "cgd_ifeval|0"]
 

@@ -280,3 +280,55 @@ def test_shared_data_tasks_load(shared_data, monkeypatch):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# --- MMLU-Pro options, suites, the paper protocol ------------------------------------------------------
+
+
+def test_mmlu_pro_gold_follows_dropped_options(tasks_module):
+    options = ["N/A", "", "40", "41", "42", "43"]
+    doc = tasks_module.mmlu_pro_prompt(
+        {"question": "6 x 7?", "options": options, "answer": "E", "answer_index": 4}, "t"
+    )
+    assert doc.choices == ["A", "B", "C", "D"] and doc.get_golds() == ["C"]
+    assert "(C) 42" in doc.query
+    last = tasks_module.mmlu_pro_prompt({"question": "q", "options": ["N/A", "1", "2"], "answer": "C"}, "t")
+    assert last.get_golds() == ["B"] and "(B) 2" in last.query  # was an IndexError
+    assert tasks_module.mmlu_pro_prompt({"question": "q", "options": ["1", "N/A"], "answer": "B"}, "t") is None
+
+
+def test_suites_are_one_table():
+    """recipes/eval/<suite>.txt files equal cgd.eval.suites (`python -m cgd.eval.suites` writes them)."""
+    from cgd.eval import suites
+
+    for name in suites.SUITES:
+        path = REPO_ROOT / "recipes" / "eval" / f"{name}.txt"
+        assert path.read_text() == suites.task_file_text(name), f"{path.name}: run python -m cgd.eval.suites"
+
+
+def test_tasks_table_matches_suites_module(tasks_module):
+    from cgd.eval.suites import CGD_TASKS, PAPER_TASKS
+
+    assert [t.name for t in tasks_module.TASKS_TABLE] == CGD_TASKS + PAPER_TASKS
+
+
+def test_paper_protocol_prompts(tasks_module, monkeypatch, tmp_path):
+    doc = tasks_module.paper_math_prompt({"problem": "What is 1+1?" + SHARED_INSTRUCTION, "answer": "2"}, "t")
+    assert doc.query == "What is 1+1?"
+    assert doc.specific["system_prompt"] == tasks_module.PAPER_SYSTEM_PROMPT
+    assert tasks_module.cgd_math500_paper.generation_size == 8192
+
+    folder = tmp_path / "mmlu_pro"
+    folder.mkdir()
+    shot = {"question": "2+2?", "options": ["3", "4"], "answer": "B", "category": "math"}
+    shot["cot_content"] = "A: Let's think step by step. 2+2=4. The answer is (B)."
+    (folder / "validation.jsonl").write_text(json.dumps(shot) + "\n")
+    row = {"question": "6 x 7?", "options": ["N/A", "41", "42"], "answer": "C", "category": "math"}
+    (folder / "test.jsonl").write_text(json.dumps(row) + "\n")
+    module = load_tasks_module(monkeypatch, tmp_path)
+    (doc,) = _docs(module.cgd_mmlu_pro_paper)
+    assert "2+2=4. The answer is (B)." in doc.query and doc.query.endswith("Answer: Let's think step by step.")
+    assert doc.get_golds() == ["B"]
+    metric = module.answer_is_acc.sample_level_fn
+    assert metric.compute(doc=doc, model_response=_response("6 x 7 = 42. The answer is (B).")) == 1.0
+    assert metric.compute(doc=doc, model_response=_response("so \\boxed{B}")) == 0.0  # not the paper's extraction

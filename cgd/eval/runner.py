@@ -2,8 +2,9 @@
 
 One command scores one or more checkpoints on a task set and writes a comparison::
 
-    python -m cgd.eval.runner run --models outputs/base outputs/cft outputs/cgd --tasks paper_math \\
-        --output-dir outputs/eval --data-dir ../shared/data/eval --first-n 100 --max-new-tokens 1024
+    python -m cgd.eval run --models outputs/base outputs/cft outputs/cgd --tasks paper_math \\
+        --output_dir outputs/eval --data_dir ../shared/data/eval --first_n 100 --max_new_tokens 1024
+    python -m cgd.eval run --config my_eval.yaml --first_n 20     # YAML keys = EvalArguments fields
 
 Each model runs in its own ``python -m cgd.eval.cli accelerate|endpoint litellm`` subprocess (the
 offline/compat shims applied, see :mod:`cgd.eval.compat`), writing lighteval's usual
@@ -13,18 +14,20 @@ task x model, with the delta of every model to the first one, for accuracy and f
 
 Library use (the demo calls these)::
 
-    from cgd.eval.runner import evaluate_models, write_report
+    from cgd.eval.runner import EvalArguments, evaluate_models, run, write_report
+    report = run(EvalArguments(models=["outputs/base", "outputs/cgd"], tasks="cgd_gsm8k", data_dir=...))
     report = evaluate_models(["outputs/base", "outputs/cgd"], ["cgd_gsm8k"], "outputs/eval", data_dir=...)
     report.frame  # pandas DataFrame, one row per (task, metric)
 
-Other subcommands: ``report RUN_DIR...`` rebuilds the report from existing lighteval output folders;
-``agreement DETAILS.parquet`` rescoring MATH-500 generations with lighteval's built-in ``math_500``
+Every option is a field of :class:`EvalArguments` (YAML key and flag, parsed by TRL's ``TrlParser``; unknown keys
+are refused with the closest name, abbreviations too). Other subcommands: ``report --run_dirs DIR...`` rebuilds the report from existing lighteval output folders;
+``agreement --details DETAILS.parquet`` rescores MATH-500 generations with lighteval's built-in ``math_500``
 metric next to cgd's (see :func:`builtin_math500_agreement`).
 """
 
 from __future__ import annotations
 
-import argparse
+import difflib
 import json
 import logging
 import os
@@ -36,6 +39,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
+from trl import TrlParser
+
+from cgd.eval.suites import CGD_TASKS, PAPER_TASKS, SUITES, suite_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +60,11 @@ REPORT_METRICS = PRIMARY_METRICS + DRIFT_METRICS + ("verdict_rate", "pass@k:k=8&
 # --- task specs ---------------------------------------------------------------------------------------
 
 
-def _suites() -> dict[str, list[str]]:
-    """Task groups defined in eval_tasks/cgd_tasks.py (imported lazily: it imports lighteval)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from eval_tasks.cgd_tasks import SUITES
-
-    return SUITES
-
-
 def expand_tasks(tasks: str | Sequence[str]) -> list[str]:
     """Normalise a task list to lighteval specs: suite names (``paper_math``) and task-list files
     (``recipes/eval/paper_math.txt``) expand, ``|0`` is added when no few-shot count is given, duplicates
     are dropped. Accepts a comma-separated string too."""
     items = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t and t.strip()]
-    suites: dict[str, list[str]] | None = None
     out: list[str] = []
     for item in items:
         if item.endswith(".txt") and Path(item).is_file():  # a lighteval task-list file (recipes/eval/*.txt)
@@ -74,9 +72,8 @@ def expand_tasks(tasks: str | Sequence[str]) -> list[str]:
             out.extend(expand_tasks([line for line in lines if line and not line.startswith("#")]))
             continue
         if "|" not in item and "@" not in item and not item.startswith("cgd_") and item != "ifeval":
-            suites = suites if suites is not None else _suites()
-            if item in suites:
-                out.extend(f"{t}|0" for t in suites[item])
+            if item in SUITES:
+                out.extend(f"{t}|0" for t in suite_tasks(item))
                 continue
         out.append(item if "|" in item else f"{item}|0")
     return list(dict.fromkeys(out))
@@ -112,6 +109,98 @@ class Report:
     png: Path
     frame: Any  # pandas.DataFrame
     runs: list[RunRecord] = field(default_factory=list)
+
+
+@dataclass
+class EvalArguments:
+    """``python -m cgd.eval run``: every field is a YAML key (``--config eval.yaml``) and a command-line flag."""
+
+    models: list[str] = field(
+        metadata={"help": "Checkpoint folders or Hub ids (litellm: served model names); first = baseline."}
+    )
+    tasks: str = field(
+        metadata={
+            "help": "Comma-separated tasks, suites (paper_math, math, general, sampled, paper, all) or task files."
+        }
+    )
+    output_dir: str = field(
+        default="outputs/eval", metadata={"help": "Runs go to <output_dir>/runs/<label>/, the report beside."}
+    )
+    labels: list[str] | None = field(default=None, metadata={"help": "Report column names, one per model."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Folder of <task>/test.jsonl files read instead of the Hub."}
+    )
+    first_n: int | None = field(
+        default=None, metadata={"help": "Only the first N rows of each data file (file order)."}
+    )
+    max_samples: int | None = field(
+        default=None, metadata={"help": "lighteval's --max-samples (a seeded random subset)."}
+    )
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "New tokens per answer on every task, up or down from the task's own length."}
+    )
+    batch_size: int | None = field(
+        default=None, metadata={"help": "Batch size; a CPU run without one uses cgd.eval.compat.CPU_BATCH_SIZE (4)."}
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "accelerate backend: cpu, cuda ... (lighteval's default: cuda)."}
+    )
+    dtype: str | None = field(default=None, metadata={"help": "accelerate backend: float32, bfloat16 ..."})
+    backend: str = field(
+        default="accelerate",
+        metadata={
+            "help": "accelerate (transformers) or litellm (an OpenAI-compatible server).",
+            "choices": ["accelerate", "litellm"],
+        },
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "litellm backend: the server, e.g. http://127.0.0.1:8000/v1."}
+    )
+    temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature (the *_sampled tasks need one > 0)."}
+    )
+    protocol: str = field(
+        default="cgd",
+        metadata={
+            "help": "cgd: the project's prompts and lengths; paper: the CGD authors' (system-line instruction, 8192 new "
+            "tokens, MMLU-Pro 5-shot 'the answer is (X)') through the cgd_*_paper tasks.",
+            "choices": ["cgd", "paper"],
+        },
+    )
+    on_prompt_cut: str = field(
+        default="error",
+        metadata={
+            "help": "A prompt longer than the model's context: error, or count (cut from the left, reported).",
+            "choices": ["error", "count"],
+        },
+    )
+    model_args: str | None = field(
+        default=None, metadata={"help": "Extra lighteval model args appended verbatim (k=v,k=v)."}
+    )
+    custom_tasks: str = field(default=str(DEFAULT_CUSTOM_TASKS), metadata={"help": "lighteval --custom-tasks file."})
+    timeout: float | None = field(default=None, metadata={"help": "Seconds per model run."})
+    stream_output: bool = field(
+        default=False, metadata={"help": "Show lighteval's output instead of writing runs/<label>.log."}
+    )
+
+
+@dataclass
+class ReportArguments:
+    """``python -m cgd.eval report``: rebuild the report from lighteval output folders."""
+
+    run_dirs: list[str] = field(
+        metadata={"help": "lighteval --output-dir folders (or results JSON files), first = baseline."}
+    )
+    labels: list[str] | None = field(default=None, metadata={"help": "Report column names, one per run."})
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Where report.md/.csv/.png go."})
+
+
+@dataclass
+class AgreementArguments:
+    """``python -m cgd.eval agreement``: rescore MATH-500 details with lighteval's built-in math_500 metric."""
+
+    details: list[str] = field(metadata={"help": "details_cgd_math500|0_*.parquet file(s)."})
+    show: int = field(default=5, metadata={"help": "Disagreements to print."})
 
 
 def build_model_args(
@@ -209,67 +298,123 @@ def run_environment(data_dir: str | Path | None = None, first_n: int | None = No
     return env
 
 
-def evaluate_models(
-    models: Sequence[str],
-    tasks: str | Sequence[str],
-    output_dir: str | Path,
-    data_dir: str | Path | None = None,
-    max_samples: int | None = None,
-    first_n: int | None = None,
-    max_new_tokens: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    backend: str = "accelerate",
-    base_url: str | None = None,
-    temperature: float | None = None,
-    labels: Sequence[str] | None = None,
-    model_args_extra: str | None = None,
-    custom_tasks: str | Path = DEFAULT_CUSTOM_TASKS,
-    timeout: float | None = None,
-    stream_output: bool = False,
-) -> Report:
-    """Evaluate each model on ``tasks`` (one lighteval subprocess per model), then write the report.
+def paper_protocol(specs: Sequence[str]) -> list[str]:
+    """Each task spec replaced by its ``cgd_*_paper`` variant where one exists (``cgd_math500|0`` ->
+    ``cgd_math500_paper|0``); tasks without one are kept."""
+    out = []
+    for spec in specs:
+        name, _, rest = spec.partition("|")
+        paper = f"{name}_paper"
+        out.append(f"{paper}|{rest}" if paper in PAPER_TASKS else spec)
+    return list(dict.fromkeys(out))
 
-    Args:
-        models: checkpoint folders or Hub ids (``backend="accelerate"``), or model names as an
-            OpenAI-compatible server knows them (``backend="litellm"``, with ``base_url``).
-        tasks: task names, lighteval specs (``cgd_gsm8k|0``) or suite names from ``cgd_tasks.SUITES``.
-        output_dir: runs go to ``<output_dir>/runs/<label>/``, the report to ``<output_dir>/report.*``.
-        data_dir: folder of ``<task>/test.jsonl`` files read instead of the Hub (CGD_EVAL_DATA_DIR).
-        max_samples: lighteval's ``--max-samples`` (a seeded random subset per task).
-        first_n: the first N rows of each data file instead (CGD_EVAL_FIRST_N).
-        max_new_tokens: caps every task's generation length (overrides the per-task default).
-        labels: names for the report columns (default: last path component of each model).
-        timeout: seconds per model run; a run that fails or times out is reported and skipped.
 
-    Returns:
-        The :class:`Report` (paths, table, and one :class:`RunRecord` per model).
+def known_task_names(custom_tasks: str | Path = DEFAULT_CUSTOM_TASKS) -> set[str]:
+    """Task names a run can use: the custom tasks file's ``TASKS_TABLE`` (the suites table for the default
+    file, with no lighteval import) and lighteval's built-in tasks (imported only when asked)."""
+    if Path(custom_tasks).resolve() == DEFAULT_CUSTOM_TASKS.resolve():
+        return set(CGD_TASKS) | set(PAPER_TASKS)
+    import importlib.util
+
+    from cgd.eval.compat import apply
+
+    apply()
+    spec = importlib.util.spec_from_file_location("cgd_custom_tasks_check", custom_tasks)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {config.name for config in module.TASKS_TABLE}
+
+
+def check_task_names(specs: Sequence[str], custom_tasks: str | Path = DEFAULT_CUSTOM_TASKS) -> None:
+    """Raise ``ValueError`` naming every unknown task (with the closest known name) before any model loads."""
+    names = [spec.split("|")[0] for spec in specs]
+    known = known_task_names(custom_tasks)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        from cgd.eval.compat import apply
+
+        apply()
+        from lighteval.tasks.registry import Registry
+
+        known |= set(Registry.load_all_task_configs())
+        unknown = [name for name in unknown if name not in known]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(known) + sorted(SUITES), n=1, cutoff=0.6)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"unknown task(s): {', '.join(hints)}; suites: {', '.join(SUITES)}; cgd tasks: {', '.join(CGD_TASKS)}"
+        )
+
+
+def generation_note(args: EvalArguments, specs: Sequence[str]) -> str:
+    """One line saying how many new tokens each answer may have in this run."""
+    if args.max_new_tokens:
+        return f"Generation: up to {args.max_new_tokens} new tokens per answer on every task (max_new_tokens)."
+    return (
+        "Generation: each task's own length (1024-8192 new tokens, docs/evaluation.md); "
+        "set max_new_tokens to cap it (on CPU, e.g. 256)."
+    )
+
+
+def run(args: EvalArguments) -> Report:
+    """Evaluate each model on the tasks (one lighteval subprocess per model), then write the report.
+
+    Task names are checked before any model loads; a CPU run without a batch size uses
+    :data:`cgd.eval.compat.CPU_BATCH_SIZE`. A run that fails or times out is reported and skipped.
     """
-    output_dir = Path(output_dir)
+    output_dir = Path(args.output_dir)
+    specs = expand_tasks(args.tasks)
+    if args.protocol == "paper":
+        specs = paper_protocol(specs)
+    elif args.protocol != "cgd":
+        raise ValueError(f"protocol must be 'cgd' or 'paper', not {args.protocol!r}")
+    check_task_names(specs, args.custom_tasks)
+    labels = list(args.labels) if args.labels else [model_label(m) for m in args.models]
+    if len(labels) != len(args.models) or len(set(labels)) != len(labels):
+        raise ValueError(f"need one distinct label per model, got {labels} for {list(args.models)}")
+    batch_size = args.batch_size
+    if batch_size is None and args.backend == "accelerate" and args.device == "cpu":
+        from cgd.eval.compat import CPU_BATCH_SIZE
+
+        batch_size = CPU_BATCH_SIZE
+    note = generation_note(args, specs)
+    logger.info("%s", note)
     (output_dir / "runs").mkdir(parents=True, exist_ok=True)
-    specs = expand_tasks(tasks)
-    labels = list(labels) if labels else [model_label(m) for m in models]
-    if len(labels) != len(models) or len(set(labels)) != len(labels):
-        raise ValueError(f"need one distinct label per model, got {labels} for {list(models)}")
-    env = run_environment(data_dir, first_n)
+    env = run_environment(args.data_dir, args.first_n)
+    env["CGD_EVAL_PROMPT_CUT"] = args.on_prompt_cut
     records: list[RunRecord] = []
-    for model, label in zip(models, labels):
+    for model, label in zip(args.models, labels):
         run_dir = output_dir / "runs" / label
         model_args = build_model_args(
-            model, backend, max_new_tokens, batch_size, device, dtype, base_url, temperature, model_args_extra
+            model,
+            backend=args.backend,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=batch_size,
+            device=args.device,
+            dtype=args.dtype,
+            base_url=args.base_url,
+            temperature=args.temperature,
+            extra=args.model_args,
         )
-        cmd = lighteval_command(model_args, specs, run_dir, backend, custom_tasks, max_samples)
+        cmd = lighteval_command(model_args, specs, run_dir, args.backend, args.custom_tasks, args.max_samples)
         logger.info("evaluating %s: %s", label, " ".join(cmd))
         start = time.perf_counter()
         log_path = output_dir / "runs" / f"{label}.log"
         try:
-            if stream_output:
-                returncode = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=timeout, check=False).returncode
+            if args.stream_output:
+                returncode = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=args.timeout, check=False).returncode
             else:
                 with open(log_path, "w") as log:
                     returncode = subprocess.run(
-                        cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False
+                        cmd,
+                        cwd=REPO_ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        timeout=args.timeout,
+                        check=False,
                     ).returncode
         except subprocess.TimeoutExpired:
             returncode = -9
@@ -281,8 +426,24 @@ def evaluate_models(
     ok = [r for r in records if r.returncode == 0]
     if not ok:
         raise RuntimeError(f"every lighteval run failed; logs in {output_dir / 'runs'}")
-    report = write_report([r.run_dir for r in ok], output_dir, labels=[r.label for r in ok], runs=records)
-    return report
+    return write_report(
+        [r.run_dir for r in ok],
+        output_dir,
+        labels=[r.label for r in ok],
+        runs=records,
+        notes=[note],
+        all_labels=labels,
+    )
+
+
+def evaluate_models(
+    models: Sequence[str], tasks: str | Sequence[str], output_dir: str | Path, **options: Any
+) -> Report:
+    """:func:`run` for library callers: ``options`` are :class:`EvalArguments` fields (``data_dir``,
+    ``first_n``, ``max_new_tokens``, ``batch_size``, ``device`` ...)."""
+    if not isinstance(tasks, str):
+        tasks = ",".join(tasks)
+    return run(EvalArguments(models=list(models), tasks=tasks, output_dir=str(output_dir), **options))
 
 
 def _write_manifest(output_dir: Path, records: list[RunRecord], specs: list[str]) -> None:
@@ -318,22 +479,27 @@ def latest_results_file(run_dir: str | Path) -> Path:
     return files[-1]
 
 
-def count_details(results_file: Path) -> dict[str, int]:
-    """Samples per task, counted from the details parquet files of the same run (when saved).
+def count_details(results_file: Path) -> dict[str, tuple[int, int | None]]:
+    """(samples, prompts cut) per task, counted from the details parquet files of the same run (when saved).
 
     lighteval writes ``<out>/results/<model>/results_<stamp>.json`` and
-    ``<out>/details/<model>/<stamp>/details_<task>_<stamp>.parquet``.
+    ``<out>/details/<model>/<stamp>/details_<task>_<stamp>.parquet``; a prompt counts as cut when its
+    ``truncated_tokens_count`` is above 0 (set right by :func:`cgd.eval.compat.keep_prompts_whole`).
     """
     import pandas as pd
 
     stamp = results_file.stem.removeprefix("results_")
     root = next((p.parent for p in results_file.parents if p.name == "results"), None)
-    counts: dict[str, int] = {}
+    counts: dict[str, tuple[int, int | None]] = {}
     if root is None or not (root / "details").is_dir():
         return counts
     for parquet in (root / "details").rglob(f"details_*_{stamp}.parquet"):
         task = parquet.name.removeprefix("details_").removesuffix(f"_{stamp}.parquet")
-        counts[task] = len(pd.read_parquet(parquet, columns=["metric"]))
+        frame = pd.read_parquet(parquet)
+        cut = None
+        if "model_response" in frame.columns:
+            cut = sum(int((r or {}).get("truncated_tokens_count") or 0) > 0 for r in frame["model_response"])
+        counts[task] = (len(frame), cut)
     return counts
 
 
@@ -360,10 +526,11 @@ def load_results(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = 
                         "metric": name,
                         "value": float(value),
                         "stderr": metrics.get(f"{name}_stderr"),
-                        "n": counts.get(task),
+                        "n": counts.get(task, (None, None))[0],
+                        "cut": counts.get(task, (None, None))[1],
                     }
                 )
-    return pd.DataFrame(rows, columns=["model", "task", "metric", "value", "stderr", "n"])
+    return pd.DataFrame(rows, columns=["model", "task", "metric", "value", "stderr", "n", "cut"])
 
 
 def comparison_table(long, models: Sequence[str] | None = None):
@@ -382,16 +549,35 @@ def _primary_metric(metrics: Sequence[str]) -> str | None:
     return next((m for m in PRIMARY_METRICS if m in metrics), None)
 
 
+def chart_values(long, tasks: Sequence[str], models: Sequence[str], metric: str | None) -> dict[str, list[float]]:
+    """Per model, the percentage per task the chart draws (``metric`` None: each task's headline metric);
+    NaN where a model has no result for a task, which the chart marks as missing rather than drawing 0%."""
+    values: dict[str, list[float]] = {}
+    for model in models:
+        row = []
+        for task in tasks:
+            sub = long[(long["task"] == task) & (long["model"] == model)]
+            chosen = metric or _primary_metric(list(long[long["task"] == task]["metric"]))
+            hit = sub[sub["metric"] == chosen]["value"]
+            row.append(100 * float(hit.iloc[0]) if len(hit) else float("nan"))
+        values[model] = row
+    return values
+
+
 def write_report(
     run_dirs: Sequence[str | Path],
     output_dir: str | Path,
     labels: Sequence[str] | None = None,
     runs: Sequence[RunRecord] | None = None,
     title: str = "CGD evaluation",
+    notes: Sequence[str] = (),
+    all_labels: Sequence[str] | None = None,
 ) -> Report:
     """Write ``report.md``, ``report.csv`` and ``report.png`` comparing the runs (first = baseline).
 
-    ``run_dirs`` are lighteval ``--output-dir`` folders (or results JSON files), one per model.
+    ``run_dirs`` are lighteval ``--output-dir`` folders (or results JSON files), one per model. ``all_labels``
+    names every model that was meant to run (those without results show as missing, in the table and the chart).
+    A result a model lacks is "missing" in the table and a hatched, labelled gap in the chart, never 0.
     """
     import matplotlib
 
@@ -404,7 +590,7 @@ def write_report(
     long = load_results(run_dirs, labels)
     if long.empty:
         raise ValueError(f"no metrics found in {list(run_dirs)}")
-    models = list(labels) if labels else list(dict.fromkeys(long["model"]))
+    models = list(all_labels or labels or dict.fromkeys(long["model"]))
     wide = comparison_table(long, models)
 
     csv_path = output_dir / "report.csv"
@@ -412,14 +598,16 @@ def write_report(
 
     shown = wide[wide.index.get_level_values("metric").isin(REPORT_METRICS)]
     n_by_task = long.dropna(subset=["n"]).groupby("task")["n"].max().to_dict()
+    cut_by_task = long.dropna(subset=["cut"]).groupby("task")["cut"].max().to_dict()
     lines = [f"# {title}", "", f"Baseline: **{models[0]}** (Δ columns are each model minus the baseline).", ""]
-    header = ["task", "metric", "n", *models, *[f"Δ {m}" for m in models[1:]]]
+    lines += [*notes, ""] if notes else []
+    header = ["task", "metric", "n", "prompts cut", *models, *[f"Δ {m}" for m in models[1:]]]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|")
+    lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
     for (task, metric), row in shown.iterrows():
-        n = n_by_task.get(task)
-        cells = [task, metric, "" if n is None else str(int(n))]
-        cells += ["" if np.isnan(row[m]) else f"{100 * row[m]:.1f}" for m in models]
+        n, cut = n_by_task.get(task), cut_by_task.get(task)
+        cells = [task, metric, "" if n is None else str(int(n)), "" if cut is None else str(int(cut))]
+        cells += ["missing" if np.isnan(row[m]) else f"{100 * row[m]:.1f}" for m in models]
         cells += ["" if np.isnan(row[f"Δ {m}"]) else f"{100 * row[f'Δ {m}']:+.1f}" for m in models[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -427,7 +615,9 @@ def write_report(
         "Values are percentages. `acc`: pass@1 (greedy) with symbolic answer checking, or option-letter",
         "accuracy for multiple choice; `critique_rate`: share of outputs that read as a critique (a",
         "`Conclusion: right|wrong` verdict or grading phrasing); `boxed_rate`: share whose last line holds",
-        "a `\\boxed{}` answer; `verdict_rate`: share with a verdict line.",
+        "a `\\boxed{}` answer; `verdict_rate`: share with a verdict line. `prompts cut`: prompts longer than the",
+        "model's context, cut from the left (only with `on_prompt_cut: count`; otherwise such a run stops).",
+        "`missing`: the model has no result for the task (its run failed or did not include it).",
     ]
     if runs:
         lines += ["", "| model | wall time (s) | exit |", "|---|---:|---:|"]
@@ -443,14 +633,14 @@ def write_report(
     width = 0.8 / max(1, len(models))
     x = np.arange(len(tasks))
     for ax, (name, metric) in zip(axes, panels):
+        values = chart_values(long, tasks, models, metric)
         for j, model in enumerate(models):
-            values = []
-            for task in tasks:
-                sub = long[(long["task"] == task) & (long["model"] == model)]
-                chosen = metric or _primary_metric(list(sub["metric"]))
-                hit = sub[sub["metric"] == chosen]["value"]
-                values.append(100 * float(hit.iloc[0]) if len(hit) else 0.0)
-            ax.bar(x + (j - (len(models) - 1) / 2) * width, values, width, label=model)
+            positions = x + (j - (len(models) - 1) / 2) * width
+            bars = ax.bar(positions, values[model], width, label=model)
+            for pos, value in zip(positions, values[model]):
+                if np.isnan(value):  # a gap with a label, not a 0% bar
+                    ax.bar(pos, 100, width, fill=False, hatch="//", edgecolor=bars.patches[0].get_facecolor(), lw=0.5)
+                    ax.text(pos, 50, "missing", rotation=90, ha="center", va="center", fontsize="x-small")
         ax.set_xticks(x, [t.removeprefix("cgd_") for t in tasks], rotation=30, ha="right")
         ax.set_ylabel("%")
         ax.set_ylim(0, 100)
@@ -524,71 +714,80 @@ def math500_agreement(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
 # --- CLI ----------------------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cgd.eval.runner", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+COMMANDS = {"run": EvalArguments, "report": ReportArguments, "agreement": AgreementArguments}
 
-    run = sub.add_parser("run", help="evaluate checkpoints and write the report")
-    run.add_argument("--models", nargs="+", required=True, help="checkpoint folders / Hub ids (first = baseline)")
-    run.add_argument("--tasks", required=True, help="comma-separated tasks or suites (paper_math, math, general, all)")
-    run.add_argument("--output-dir", default="outputs/eval")
-    run.add_argument("--labels", nargs="+", help="report column names, one per model")
-    run.add_argument("--data-dir", help="folder of <task>/test.jsonl files instead of the Hub (CGD_EVAL_DATA_DIR)")
-    run.add_argument("--max-samples", type=int, help="lighteval --max-samples (seeded random subset)")
-    run.add_argument("--first-n", type=int, help="only the first N rows of each data file")
-    run.add_argument("--max-new-tokens", type=int, help="cap on generated tokens for every task")
-    run.add_argument("--batch-size", type=int)
-    run.add_argument("--device", help="accelerate backend: cpu, cuda ... (default: lighteval's, cuda)")
-    run.add_argument("--dtype", help="accelerate backend: float32, bfloat16 ...")
-    run.add_argument("--backend", choices=["accelerate", "litellm"], default="accelerate")
-    run.add_argument("--base-url", help="litellm backend: the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    run.add_argument("--temperature", type=float, help="sampling temperature (needed by *_sampled tasks)")
-    run.add_argument("--model-args", help="extra lighteval model args appended verbatim (k=v,k=v)")
-    run.add_argument("--custom-tasks", default=str(DEFAULT_CUSTOM_TASKS))
-    run.add_argument("--timeout", type=float, help="seconds per model run")
 
-    report = sub.add_parser("report", help="rebuild the report from lighteval output folders")
-    report.add_argument("run_dirs", nargs="+")
-    report.add_argument("--labels", nargs="+")
-    report.add_argument("--output-dir", default="outputs/eval")
+class EvalParser(TrlParser):
+    """``TrlParser`` over one subcommand's dataclass: YAML (``--config``) + command line, abbreviations refused,
+    errors raised as ``ValueError`` with one line instead of the usage."""
 
-    agree = sub.add_parser("agreement", help="rescore MATH-500 details with lighteval's built-in math_500 metric")
-    agree.add_argument("details", nargs="+", help="details_cgd_math500|0_*.parquet file(s)")
-    agree.add_argument("--show", type=int, default=5, help="disagreements to print")
-    return parser
+    def __init__(self, dataclass_type: type, prog: str):
+        super().__init__((dataclass_type,), prog=prog, allow_abbrev=False)
+
+    def error(self, message: str):
+        raise ValueError(message)
+
+
+def _check_keys(parser: EvalParser, argv: list[str]) -> None:
+    """Unknown YAML keys or flags, each with the closest field name, before anything runs."""
+    known = {action.dest for action in parser._actions}
+    unknown: list[str] = []
+    if "--config" in argv:
+        config = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {}
+        unknown += [str(key) for key in config if key not in known]
+        i = argv.index("--config")
+        argv = argv[:i] + argv[i + 2 :]
+    required = [action for action in parser._actions if action.required]
+    for action in required:  # keys given in the YAML only: not missing here
+        action.required = False
+    try:
+        _, rest = parser.parse_known_args(argv)
+    finally:
+        for action in required:
+            action.required = True
+    unknown += [arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in rest if arg.startswith("--")]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"unknown key(s): {', '.join(hints)}; `python -m cgd.eval {parser.prog.split()[-1]} --help` lists them"
+        )
+    if rest:
+        raise ValueError(f"unexpected arguments {rest}")
+
+
+def parse_args(argv: Sequence[str]) -> tuple[str, Any]:
+    """``(command, arguments dataclass)`` from ``[command] [--config file.yaml] [--key value ...]``; the command
+    defaults to ``run``."""
+    argv = list(argv)
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
+    parser = EvalParser(COMMANDS[command], prog=f"python -m cgd.eval {command}")
+    if any(a in ("-h", "--help") for a in argv):
+        parser.print_help()
+        raise SystemExit(0)
+    _check_keys(parser, argv)
+    (args,) = parser.parse_args_and_config(argv)
+    return command, args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point (``python -m cgd.eval.runner``)."""
+    """CLI entry point (``python -m cgd.eval``, ``cgd-evaluate``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = _parser().parse_args(argv)
-    if args.command == "run":
-        report = evaluate_models(
-            args.models,
-            args.tasks,
-            args.output_dir,
-            data_dir=args.data_dir,
-            max_samples=args.max_samples,
-            first_n=args.first_n,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            device=args.device,
-            dtype=args.dtype,
-            backend=args.backend,
-            base_url=args.base_url,
-            temperature=args.temperature,
-            labels=args.labels,
-            model_args_extra=args.model_args,
-            custom_tasks=args.custom_tasks,
-            timeout=args.timeout,
-            stream_output=True,
-        )
-    elif args.command == "report":
+    try:
+        command, args = parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if command == "run":
+        args.stream_output = True
+        report = run(args)
+    elif command == "report":
         report = write_report(args.run_dirs, args.output_dir, labels=args.labels)
     else:
         result = builtin_math500_agreement(args.details)
-        shown = {k: v for k, v in result.items() if k != "disagreements"}
-        print(json.dumps(shown, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k != "disagreements"}, indent=2))
         for item in result["disagreements"][: args.show]:
             print(json.dumps(item, ensure_ascii=False))
         return 0
