@@ -3,7 +3,8 @@
 Triplets come from the Hub (a builder's ``push_to_hub`` output), from a local copy of such a
 repository (parquet shards + README card) or from plain JSONL/JSON/parquet files. Validation runs
 before tokenization so that a bad row fails with its index, id and field instead of surfacing as a
-tokenizer error (or, worse, an empty target trained silently) deep inside training.
+tokenizer error (or, worse, an empty target trained silently) deep inside training. :class:`RowReport` is the one
+report shape for what validation and encoding keep, truncate and drop.
 """
 
 from __future__ import annotations
