@@ -29,12 +29,6 @@ from trl import TrlParser
 
 ADAPTER_CONFIG = "adapter_config.json"
 PAPER_ID = "2505.11628"
-CITATION = """@article{kapusuzoglu2025cgd,
-  title   = {Critique-Guided Distillation},
-  author  = {Kapusuzoglu, Berkcan and others},
-  journal = {arXiv preprint arXiv:2505.11628},
-  year    = {2025}
-}"""
 
 
 class MergeError(ValueError):
@@ -234,9 +228,27 @@ def _public_name(name: str) -> str:
     return name if _is_hub_id(name) else Path(name.rstrip("/")).name
 
 
-def model_card(base: str, adapter: str, adapter_config: dict):
+def adapter_card_metadata(adapter_dir: Path) -> dict:
+    """``license``, ``datasets`` and ``language`` from the adapter's own card (training writes one), to carry over."""
+    from huggingface_hub import ModelCard
+
+    readme = adapter_dir / "README.md"
+    if not readme.is_file():
+        return {}
+    try:
+        data = ModelCard.load(readme).data
+    except Exception:  # noqa: BLE001 - an unreadable card only loses the carried metadata
+        return {}
+    return {key: value for key in ("license", "datasets", "language") if (value := getattr(data, key, None))}
+
+
+def model_card(
+    base: str, adapter: str, adapter_config: dict, carried: dict | None = None, adapter_from_hub: bool = False
+):
     """The merged model's card: Hub metadata (base_model, tags, paper) a Hub user can follow, and what was merged."""
     from huggingface_hub import ModelCard, ModelCardData
+
+    from cgd.trainer import CGDTrainer
 
     base_id = base if _is_hub_id(base) else None
     data = ModelCardData(
@@ -245,19 +257,19 @@ def model_card(base: str, adapter: str, adapter_config: dict):
         library_name="transformers",
         pipeline_tag="text-generation",
         tags=["cgd", "critique-guided-distillation", "trl", "lora", "merged", f"arxiv:{PAPER_ID}"],
+        **(carried or {}),
     )
     lora = ", ".join(
         f"{key}={adapter_config[key]}" for key in ("r", "lora_alpha", "target_modules") if key in adapter_config
     )
+    adapter_name = adapter if adapter_from_hub else Path(adapter.rstrip("/")).name  # never a local path
     base_ref = f"[{base_id}](https://huggingface.co/{base_id})" if base_id else f"`{_public_name(base)}` (local)"
-    adapter_ref = (
-        f"[{adapter}](https://huggingface.co/{adapter})" if _is_hub_id(adapter) else f"`{_public_name(adapter)}`"
-    )
+    adapter_ref = f"[{adapter}](https://huggingface.co/{adapter})" if adapter_from_hub else f"`{adapter_name}`"
     content = f"""---
 {data.to_yaml()}
 ---
 
-# {_public_name(adapter)} (merged)
+# {adapter_name} (merged)
 
 This checkpoint is the LoRA adapter {adapter_ref} merged into its base model {base_ref}
 with peft's `merge_and_unload`, saved with the adapter's tokenizer and generation config, so it loads and serves
@@ -270,7 +282,7 @@ without peft (`vllm serve`, transformers' `pipeline`, lighteval).
 ## Citation
 
 ```bibtex
-{CITATION}
+{CGDTrainer._paper["citation"]}
 ```
 """
     return ModelCard(content)
@@ -308,7 +320,9 @@ def merge(args: MergeArguments) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, max_shard_size=args.max_shard_size)
     tokenizer.save_pretrained(out)
-    model_card(base, args.adapter_path, adapter_config).save(out / "README.md")
+    from_hub = not Path(args.adapter_path).expanduser().exists()
+    card = model_card(base, args.adapter_path, adapter_config, adapter_card_metadata(adapter_dir), from_hub)
+    card.save(out / "README.md")
     return out
 
 

@@ -31,6 +31,7 @@ def lora_adapter(tmp_path_factory, tiny_checkpoint) -> Path:
     generation_config = model.base_model.model.generation_config
     generation_config.eos_token_id = [generation_config.eos_token_id, 5]
     generation_config.save_pretrained(path)
+    (path / "README.md").write_text("---\nlicense: apache-2.0\ndatasets:\n- my-org/cgd-triplets\n---\n# adapter\n")
     return path
 
 
@@ -75,21 +76,25 @@ def test_merged_model_gives_the_adapter_logits_and_serves_without_peft(tmp_path,
     card = ModelCard.load(out / "README.md")
     assert "cgd" in card.data.tags and "arxiv:2505.11628" in card.data.tags
     assert card.data.base_model is None  # a local base is named in the text, not linked as a Hub id
+    assert (card.data.license, card.data.datasets) == ("apache-2.0", ["my-org/cgd-triplets"])  # from the adapter card
     assert f"`{tiny_checkpoint.name}` (local)" in card.text and "`tiny-cgd-lora`" in card.text
     for file in out.iterdir():  # nothing saved names a local path
         if file.suffix in (".json", ".md", ".jinja"):
             assert str(tmp_path.parent) not in file.read_text(), file.name
 
 
-def test_hub_base_model_is_linked_in_the_card(lora_adapter):
+def test_card_links_hub_ids_and_never_local_paths():
     from huggingface_hub import ModelCard
 
     from cgd.merge import model_card
 
-    card = ModelCard(str(model_card("HuggingFaceTB/SmolLM2-135M-Instruct", str(lora_adapter), {"r": 4})))
-    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert card.data.base_model_relation == "merge"
-    assert "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct" in card.text
+    base = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    card = ModelCard(str(model_card(base, "my-org/smol-cgd-lora", {"r": 4}, None, adapter_from_hub=True)))
+    assert card.data.base_model == base and card.data.base_model_relation == "merge"
+    assert f"https://huggingface.co/{base}" in card.text and "https://huggingface.co/my-org/smol-cgd-lora" in card.text
+    assert "@inproceedings{kapusuzoglu2026cgd" in card.text
+    local = ModelCard(str(model_card(base, "outputs/smol-cgd-lora", {"r": 4})))  # a local folder named like an id
+    assert "`smol-cgd-lora`" in local.text and "huggingface.co/outputs" not in local.text
 
 
 def test_config_file_and_overrides(tmp_path, lora_adapter):
