@@ -20,7 +20,7 @@ Bounded time, on any thread: a pathological answer (a boxed number with a millio
 sympy busy for minutes inside one C call, where neither lighteval's ``signal.alarm`` guards (main thread only) nor
 any Python-level check can interrupt it. :func:`answers_match` therefore parses and compares in a worker process
 (one per calling process, started on first use, shared by its threads) and kills it when a call overruns
-``timeout_seconds``; that call counts as "no match" and the next call starts a fresh worker. Every failure inside
+``3 * timeout_seconds + 1`` seconds (lighteval's three guarded steps: parse gold, parse prediction, compare); that call counts as "no match" and the next call starts a fresh worker. Every failure inside
 the check counts as "no match": it never raises.
 
 Numbers: a plain scientific gold such as Minerva Math's ``4.5e33`` is read as 4.5 × 10^33 (lighteval's LaTeX parser
@@ -211,6 +211,9 @@ def _relatively_equal(gold_parsed: list, pred_parsed: list, precision: int) -> b
 
     if not gold_parsed or not pred_parsed:
         return True
+    texts = {" ".join(x.split()) for x in gold_parsed if isinstance(x, str)}
+    if any(isinstance(x, str) and " ".join(x.split()) in texts for x in pred_parsed):
+        return True  # the same answer text: lighteval matched it as a string
     a, b = gold_parsed[0], pred_parsed[0]
     if not (getattr(a, "is_number", False) and getattr(b, "is_number", False)):
         return True
@@ -307,13 +310,15 @@ class _Worker:
             assert self.proc is not None and self.proc.stdin is not None
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
-            line = self._read_line(timeout_seconds)
+            # lighteval bounds each of its three steps (parse gold, parse prediction, compare) by timeout_seconds
+            # where it can; the process is killed once all three could have run out.
+            line = self._read_line(3 * timeout_seconds + 1)
             if line is None:
                 self.timeouts += 1
                 self._kill()
                 logger.warning(
                     "answer check exceeded %ss (gold %r); counted as no match (%d so far)",
-                    timeout_seconds,
+                    3 * timeout_seconds + 1,
                     gold[:60],
                     self.timeouts,
                 )
@@ -347,8 +352,9 @@ def answers_match(prediction_text: str, gold: str, timeout_seconds: float = 5, p
 
     ``prediction_text`` may be a whole response (its last ``\\boxed{}`` is preferred, then lighteval's
     anchored/plain extraction) or a bare answer. ``gold`` may be ``"42"``, ``"\\frac{1}{2}"``, ``"$x^2$"``,
-    ``"4.5e33"``, a GSM8K ``"... #### 42"`` answer or a solution containing ``\\boxed{}``. Never raises; the whole
-    check takes at most ``timeout_seconds`` on any thread (it runs in a worker process, see the module docstring).
+    ``"4.5e33"``, a GSM8K ``"... #### 42"`` answer or a solution containing ``\\boxed{}``. Never raises; each step is
+    bounded by ``timeout_seconds`` and the whole check by ``3 * timeout_seconds + 1`` on any thread (it runs in a
+    worker process, see the module docstring).
     """
     if not prediction_text or gold is None or not str(gold).strip():
         return False
