@@ -151,6 +151,9 @@ def test_wrong_final_answer_after_right_steps_and_gsm8k_drafts():
     assert "final answer, 70, is wrong" in critique and parse_verdict(critique) == "wrong"
     j, critique, _ = _judge_all(q, "She sold 48 / 2 = 20 in May, so 68 in total. Answer: 68", sol)
     assert j.kind == "wrong" and j.step.index == 1 and "the correct step is 48/2 = 24" in critique
+    j, critique, _ = _judge_all(q, "In May 0.5 * 48 = 20 clips, 68 in all.", sol)  # other numbers, same value
+    assert j.kind == "wrong" and j.step.index == 1 and j.draft_equation == "0.5 * 48 = 20"
+    assert "does not state a final answer (its last result is 68)" in critique
     j, critique, refined = _judge_all(q, "May: 24 clips. Total 72.", sol)  # right, unboxed
     assert j.right and refined.endswith("The answer is \\boxed{72}.") and answers_match(refined, "72")
 

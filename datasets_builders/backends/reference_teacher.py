@@ -6,7 +6,8 @@ No model runs. For sources whose reference answer is a step-by-step worked solut
 
 - **critique**: the draft's final answer is checked with :func:`cgd.answers.answers_match` (the checker the
   evaluation uses). Where it is wrong, the critique names the first intermediate result of the worked
-  solution that the draft gets wrong (an equation on the same numbers with another result) or leaves out
+  solution that the draft gets wrong (an equation on the step's numbers, or one whose left side is worth the
+  step's value, with another result) or leaves out
   (the value never appears), and states the correct step; where it is right, it says so (and names a
   wrong step the draft made on the way, if any). It ends with ``Conclusion: right|wrong``.
 - **refine**: the draft itself where its final answer is right and no step of it is wrong (with a
@@ -167,6 +168,7 @@ class Judgement:
     step: Step | None  # the first step the draft gets wrong or leaves out (for a right draft: gets wrong)
     kind: str | None  # "wrong" | "missing" | "final" (every step present, but the final answer is not)
     draft_equation: str | None  # the draft's own version of a wrong step
+    last_result: str | None = None  # the draft's last number, when it states no final answer
 
 
 def _draft_equations(draft: str) -> list[tuple[str, str, tuple[Fraction, ...]]]:
@@ -178,6 +180,15 @@ def _draft_equations(draft: str) -> list[tuple[str, str, tuple[Fraction, ...]]]:
 
 def judge(question: str, draft: str, solution: WorkedSolution) -> Judgement:
     """Check a draft against the worked solution: verdict, and the first step it gets wrong or leaves out."""
+    from dataclasses import replace
+
+    judgement = _judge(question, draft, solution)
+    if judgement.stated_answer is None:
+        judgement = replace(judgement, last_result=_last_number(draft))
+    return judgement
+
+
+def _judge(question: str, draft: str, solution: WorkedSolution) -> Judgement:
     from cgd.answers import answers_match, extract_final_answer
 
     draft = draft or ""
@@ -188,10 +199,12 @@ def judge(question: str, draft: str, solution: WorkedSolution) -> Judgement:
     numbers = set(_values(draft))
     question_numbers = set(_values(question or ""))
     for step in solution.steps:
-        if step.expression is not None:
-            for expr, res, operands in equations:
-                if operands == step.operands and to_value(res) != step.value:
-                    return Judgement(right, stated, step, "wrong", f"{expr} = {res}")
+        for expr, res, operands in equations:
+            if to_value(res) == step.value:
+                continue
+            same_numbers = step.expression is not None and operands == step.operands
+            if same_numbers or (step.value is not None and evaluate(expr) == step.value):  # a slip on this step
+                return Judgement(right, stated, step, "wrong", f"{expr} = {res}")
         if right:
             continue  # a right draft may skip steps; only a step it gets wrong is worth naming
         value = step.value
@@ -203,6 +216,11 @@ def judge(question: str, draft: str, solution: WorkedSolution) -> Judgement:
     if right:
         return Judgement(True, stated, None, None, None)
     return Judgement(False, stated, solution.steps[-1], "final", None)
+
+
+def _last_number(draft: str) -> str | None:
+    found = _NUMBER.findall(draft or "")
+    return found[-1] if found else None
 
 
 def _step_name(step: Step, total: int) -> str:
@@ -226,7 +244,8 @@ def write_critique(judgement: Judgement, solution: WorkedSolution) -> str:
             lines.append("The intermediate results the student states agree with a correct solution.")
         return "\n".join([*lines, "Conclusion: right"])
     if judgement.stated_answer is None:
-        lines.append(f"The student does not state a final answer; the correct answer is {solution.answer}.")
+        last = f" (its last result is {judgement.last_result})" if judgement.last_result else ""
+        lines.append(f"The student does not state a final answer{last}; the correct answer is {solution.answer}.")
     else:
         lines.append(
             f"The student's final answer, {judgement.stated_answer}, is wrong; the correct answer is "
