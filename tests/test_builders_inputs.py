@@ -204,15 +204,20 @@ def test_missing_sources_and_offline_hub_ids_fail_at_once(tmp_path, capsys):
 
 
 def test_the_readme_build_command_offline_is_one_line(tmp_path, capsys):
-    """The CPU demo recipe uses the gsm8k preset: offline it says at once what to pass instead."""
+    """The CPU demo recipe, offline and before its files exist, stops at once with one line; so does a Hub preset."""
+    args = ["--config", "recipes/builders/smollm2_demo.yaml", "--output_dir", str(tmp_path / "out")]
+    start = time.perf_counter()
+    assert main([*args, "--source", str(tmp_path / "questions.jsonl")]) in (1, 2)
+    line = _one_error_line(capsys)
+    assert "does not exist" in line and time.perf_counter() - start < 30
     model = tmp_path / "SmolLM2-135M-Instruct"
     model.mkdir()
-    args = ["--config", "recipes/builders/smollm2_demo.yaml", "--output_dir", str(tmp_path / "out")]
-    assert main(args) in (1, 2)  # without the converted model: the model line; with it: the source line
+    preset = ["--source_preset", "gsm8k", "--student_model", str(model), "--teacher_model", str(model)]
+    assert main(["--backend", "transformers", "--output_dir", str(tmp_path / "out2"), *preset]) == 1
     line = _one_error_line(capsys)
-    assert "cache/models/SmolLM2-135M-Instruct does not exist" in line or "'openai/gsm8k' is a Hub dataset" in line
-    assert main([*args, "--student_model", str(model), "--teacher_model", str(model)]) == 1
-    assert "'openai/gsm8k' is a Hub dataset and the Hub is offline" in _one_error_line(capsys)
+    assert (
+        "'openai/gsm8k' is a Hub dataset and the Hub is offline" in line and "--source path/to/questions.jsonl" in line
+    )
 
 
 def test_duplicate_ids_with_different_questions_and_id_column_null(tmp_path, capsys):
