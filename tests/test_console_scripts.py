@@ -40,17 +40,24 @@ def load(target: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def argument_dataclasses(module_name: str) -> tuple[type, ...]:
-    """The dataclasses whose fields are the program's keys (its TrlParser's), or () for an argparse/typer CLI."""
-    module = importlib.import_module(module_name)
-    if module_name == "cgd.analysis.entropy":
-        return (module.EntropyArguments,)
-    if module_name == "datasets_builders.build_cgd":
-        from datasets_builders.config import make_parser
-    else:
-        make_parser = getattr(module, "make_parser", None)
-    parser = make_parser() if make_parser else None
-    return tuple(getattr(parser, "dataclass_types", ()))  # TRL's HfArgumentParser keeps them there
+# The dataclasses whose fields are each program's recipe keys (TrlParser); cgd-lighteval is lighteval's typer CLI.
+KEY_CLASSES = {
+    "cgd-build": ["datasets_builders.config:ARG_CLASSES"],
+    "cgd-train": ["cgd.config:CGDScriptArguments", "cgd.config:CGDConfig", "trl:ModelConfig"],
+    "cgd-merge": ["cgd.merge:MergeArguments"],
+    "cgd-entropy": ["cgd.analysis.entropy:EntropyArguments"],
+    "cgd-demo": ["cgd.demo.run:DemoArguments"],
+    "cgd-evaluate": ["cgd.eval.runner:EvalArguments"],  # `cgd-evaluate --help` is `cgd-evaluate run --help`
+    "cgd-lighteval": [],
+}
+
+
+def argument_dataclasses(name: str) -> list[type]:
+    classes = []
+    for target in KEY_CLASSES[name]:
+        found = load(target)
+        classes += list(found) if isinstance(found, tuple | list) else [found]
+    return classes
 
 
 def run_help(name: str, entry, capsys, monkeypatch) -> str:
@@ -69,7 +76,7 @@ def squash(text: str) -> str:
 
 def test_every_program_has_a_console_script():
     declared = declared_scripts()
-    assert set(declared) == set(SCRIPTS)
+    assert set(declared) == set(SCRIPTS) == set(KEY_CLASSES)
     for name, target in declared.items():
         assert target.split(":")[0] == SCRIPTS[name], name
 
@@ -87,7 +94,7 @@ def test_help_lists_the_keys_with_their_help_text(name, capsys, monkeypatch):
     out = run_help(name, load(declared_scripts()[name]), capsys, monkeypatch)
     assert "usage" in out.lower() or "Usage" in out, out[:500]
     text = squash(out)
-    classes = argument_dataclasses(SCRIPTS[name])
+    classes = argument_dataclasses(name)
     missing = []
     for cls in classes:
         for f in dataclasses.fields(cls):
