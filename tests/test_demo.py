@@ -54,11 +54,9 @@ def test_other_settings_are_refused_in_a_used_workdir(tmp_path):
 def test_finished_steps_are_skipped_with_their_recorded_cost(tmp_path):
     timings = run.Timings(tmp_path / "timings.json")
     ran = []
-    with timings.step("build", done=False):
-        ran.append("build")
+    timings.step("build", False, ran.append, "build")
     again = run.Timings(tmp_path / "timings.json")
-    with again.step("build", done=True):
-        pass
+    again.step("build", True, ran.append, "build again")
     assert ran == ["build"]
     assert again.rows[0]["status"] == "reused" and again.rows[0]["seconds"] == timings.rows[0]["seconds"]
     model = tmp_path / "m"
@@ -67,6 +65,55 @@ def test_finished_steps_are_skipped_with_their_recorded_cost(tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         (model / name).write_text("{}")
     assert run.model_done(model)
+
+
+def _fake_details(folder: Path, acc: float) -> None:
+    import pandas as pd
+
+    target = folder / "runs" / "x" / "details" / "m" / "stamp"
+    target.mkdir(parents=True)
+    metrics = {"acc": acc, "boxed_rate": 1.0, "critique_rate": 0.0, "verdict_rate": 0.0}
+    frame = pd.DataFrame({"doc": [{"query": f"q{i}"} for i in range(4)], "metric": [metrics] * 4,
+                          "model_response": [{"truncated_tokens_count": 0}] * 4})  # fmt: skip
+    frame.to_parquet(target / "details_cgd_arith|0_stamp.parquet")
+
+
+def test_the_script_skips_finished_steps_and_reports_a_failed_one_as_missing(tmp_path, monkeypatch):
+    calls: list[str] = []
+
+    def build(args, model, questions_file, dataset, logs):
+        calls.append("build")
+        (dataset / "data").mkdir(parents=True)
+        (dataset / "README.md").write_text("card")
+        (dataset / "data" / "train-00000.parquet").write_text("x")
+
+    def train(args, recipe, model, dataset, out, logs):
+        calls.append(f"train_{recipe}")
+        if recipe == "sft":
+            raise RuntimeError("exit code 1")
+        out.mkdir(parents=True)
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            (out / name).write_text("{}")
+
+    def evaluate(args, name, model, eval_root, out):
+        calls.append(f"eval_{name}")
+        _fake_details(out, 1.0 if name == "cgd" else 0.0)
+
+    monkeypatch.setattr(run, "build", build)
+    monkeypatch.setattr(run, "train", train)
+    monkeypatch.setattr(run, "evaluate", evaluate)
+    argv = ["--workdir", str(tmp_path / "w"), "--model", str(tmp_path), "--num_train", "4", "--num_eval", "4",
+            "--num_bootstrap", "100", "--recipes", "cgd", "sft"]  # fmt: skip
+    with pytest.raises(SystemExit, match="train_sft: exit code 1"):
+        run.main(argv)
+    assert calls == ["build", "train_cgd", "train_sft", "eval_base", "eval_cgd"]
+    md = (tmp_path / "w" / "report.md").read_text()
+    assert "| sft | missing |" in md and "accuracy 0% → 100%" in md
+    assert (tmp_path / "w" / "questions" / "train.jsonl").is_file()
+    calls.clear()
+    with pytest.raises(SystemExit):
+        run.main(argv)
+    assert calls == ["train_sft"], "finished steps are skipped; only the failed one runs again"
 
 
 # --- statistics -----------------------------------------------------------------------------------------

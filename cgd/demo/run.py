@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,18 +162,21 @@ class Timings:
         self.recorded: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
         self.rows: list[dict[str, Any]] = []
 
-    @contextmanager
-    def step(self, name: str, done: bool):
-        """Time the block unless ``done`` (then the step is reported as reused, with its recorded cost)."""
-        print(f"\n== {name} " + ("(done, reused)" if done else "") + "=" * max(0, 60 - len(name)), flush=True)
+    def step(self, name: str, done: bool, fn: Callable[..., Any], *fn_args: Any) -> None:
+        """Run ``fn(*fn_args)`` and time it, unless ``done`` (then it is reported as reused, with its recorded cost)."""
+        print(f"\n== {name} " + ("(done, reused) " if done else "") + "=" * max(0, 60 - len(name)), flush=True)
         if done:
             before = self.recorded.get(name, {})
             self.rows.append({"phase": name, "status": "reused", "seconds": before.get("seconds", 0.0),
                               "cpu_seconds": before.get("cpu_seconds", 0.0)})  # fmt: skip
-            yield
             return
         t0, c0 = time.perf_counter(), cpu_seconds()
-        yield
+        try:
+            fn(*fn_args)
+        except BaseException:
+            self.rows.append({"phase": name, "status": "failed", "seconds": round(time.perf_counter() - t0, 1),
+                              "cpu_seconds": round(cpu_seconds() - c0, 1)})  # fmt: skip
+            raise
         row = {"phase": name, "status": "ran", "seconds": round(time.perf_counter() - t0, 1),
                "cpu_seconds": round(cpu_seconds() - c0, 1)}  # fmt: skip
         self.rows.append(row)
@@ -217,6 +220,15 @@ def check_settings(args: DemoArguments, path: Path) -> None:
 
 
 # --- the steps ------------------------------------------------------------------------------------------
+
+
+def write_questions(args: DemoArguments, questions_dir: Path, eval_file: Path) -> None:
+    """The generated splits, and the held-out one where the ``cgd_arith`` task reads it (``CGD_EVAL_DATA_DIR``)."""
+    from cgd.demo import questions
+
+    paths = questions.write_splits(questions_dir, args.num_train, args.num_eval, args.seed)
+    eval_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(paths["eval"], eval_file)
 
 
 def build(args: DemoArguments, model: Path, questions_file: Path, dataset: Path, logs: Path) -> None:
@@ -285,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_arguments(DemoArguments, argv, "python -m cgd.demo").resolved()
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
-    from cgd.demo import embedded, questions
+    from cgd.demo import embedded
     from cgd.demo import report as demo_report
 
     root = Path(args.workdir)
@@ -297,27 +309,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"CGD main job{' (study)' if args.study else ''}: {', '.join(args.recipes)} -> {root}", flush=True)
 
     model = Path(args.model) if args.model else embedded.model_dir(args.cache_dir)
-    with timings.step("model", args.model is not None or embedded.is_converted(args.cache_dir)):
-        if args.model is None:
-            embedded.convert(args.cache_dir)
-
+    timings.step("model", args.model is not None or embedded.is_converted(args.cache_dir), embedded.convert,
+                 args.cache_dir)  # fmt: skip
     eval_file = eval_root / "arith" / "test.jsonl"
-    with timings.step("questions", (questions_dir / "train.jsonl").is_file() and eval_file.is_file()):
-        paths = questions.write_splits(questions_dir, args.num_train, args.num_eval, args.seed)
-        eval_file.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(paths["eval"], eval_file)  # where the cgd_arith task reads it (CGD_EVAL_DATA_DIR)
+    timings.step("questions", (questions_dir / "train.jsonl").is_file() and eval_file.is_file(), write_questions,
+                 args, questions_dir, eval_file)  # fmt: skip
+    timings.step("build", dataset_done(dataset), build, args, model, questions_dir / "train.jsonl", dataset, logs)
 
-    with timings.step("build", dataset_done(dataset)):
-        build(args, model, questions_dir / "train.jsonl", dataset, logs)
-
+    failed: list[str] = []  # a recipe that fails does not stop the others; the report shows it missing
     for recipe in args.recipes:
-        with timings.step(f"train_{recipe}", model_done(models_dir / recipe)):
-            train(args, recipe, model, dataset, models_dir / recipe, logs)
+        try:
+            done = model_done(models_dir / recipe)
+            timings.step(f"train_{recipe}", done, train, args, recipe, model, dataset, models_dir / recipe, logs)
+        except RuntimeError as err:
+            failed.append(f"train_{recipe}: {err}")
 
     names = {"base": model, **{r: models_dir / r for r in args.recipes}}
     for name, path in names.items():
-        with timings.step(f"eval_{name}", eval_done(eval_dir / name)):
-            evaluate(args, name, path, eval_root, eval_dir / name)
+        if name != "base" and not model_done(path):
+            continue  # its training failed: nothing to score
+        try:
+            timings.step(f"eval_{name}", eval_done(eval_dir / name), evaluate, args, name, path, eval_root,
+                         eval_dir / name)  # fmt: skip
+        except RuntimeError as err:
+            failed.append(f"eval_{name}: {err}")
 
     title = (
         f"CGD {'study' if args.study else 'main job'}: {model.name}, {args.num_eval} held-out questions "
@@ -329,6 +344,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = demo_report.write(models, root, title, [*timings.rows, total], args.num_bootstrap, args.seed)
     print("\n" + (root / "report.md").read_text())
     print(f"report: {root / 'report.md'} (chart {root / 'report.png'}); dataset {dataset}; logs {logs}")
+    if failed:
+        raise SystemExit("cgd.demo: error: these steps failed (their results are missing from the report):\n  "
+                         + "\n  ".join(failed))  # fmt: skip
     return payload
 
 
