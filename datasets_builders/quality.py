@@ -172,7 +172,7 @@ def quality_markdown(report: dict[str, Any]) -> list[str]:
 
 
 def check_references(specs: list[Any], questions: list[Any], teacher_sees_reference: bool) -> None:
-    """Before any generation: a stage that needs reference answers refuses a source that lacks some."""
+    """Before any generation: a stage that needs reference answers refuses a source that lacks some (SourceError)."""
     needs = [s.name for s in specs if s.backend == "reference"]
     if teacher_sees_reference:
         needs += [s.name for s in specs if s.name in ("critique", "refine") and s.name not in needs]
@@ -180,8 +180,10 @@ def check_references(specs: list[Any], questions: list[Any], teacher_sees_refere
         return
     missing = [q.source_id for q in questions if not str(q.reference_answer or "").strip()]
     if missing:
+        from datasets_builders.sources import SourceError
+
         why = "run the reference teacher" if any(s.backend == "reference" for s in specs) else "teacher_sees_reference"
-        raise ValueError(
+        raise SourceError(
             f"The {', '.join(needs)} stage(s) need a reference answer for every question ({why}), but "
             f"{len(missing)} of {len(questions)} have none (source ids {missing[:5]}). Set `answer_column` to the "
             "source's worked-solution column, or turn that option off."
