@@ -100,3 +100,9 @@ def test_convert_is_idempotent(converted, gguf_path, monkeypatch, tmp_path):
     # A folder without the completion marker is not taken for a finished conversion.
     (tmp_path / "half" / embedded.MODEL_NAME).mkdir(parents=True)
     assert not embedded.is_converted(tmp_path / "half")
+
+
+def test_cli_refuses_unknown_keys_before_any_work(tmp_path):
+    with pytest.raises(SystemExit, match="'cache' \\(did you mean 'cache_dir'\\?\\)"):
+        embedded.main(["--cache", str(tmp_path)])
+    assert not any(tmp_path.iterdir())

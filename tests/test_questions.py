@@ -135,3 +135,13 @@ def test_eval_split_feeds_the_cgd_arith_lighteval_task(tmp_path, monkeypatch):
     doc = task.prompt_function(row, "cgd_arith")
     assert row["question"] in doc.query and "\\boxed{}" in doc.query
     assert doc.get_golds() == [row["answer"]]
+
+
+def test_cli_writes_both_splits_and_refuses_unknown_keys(tmp_path, capsys):
+    questions.main(["--output_dir", str(tmp_path), "--num_train", "3", "--num_eval", "2", "--seed", "4"])
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and rows == questions.generate_splits(3, 2, 4)["train"]
+    with pytest.raises(SystemExit, match="'num_trains' \\(did you mean 'num_train'\\?\\)"):
+        questions.main(["--num_trains", "3"])
+    with pytest.raises(SystemExit, match="unknown key"):  # abbreviations are not keys
+        questions.main(["--num_tr", "3"])
