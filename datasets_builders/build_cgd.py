@@ -238,7 +238,7 @@ class Builder:
             for run in read_runs(directory / "runs.jsonl"):  # a torn last line (a kill) is skipped
                 if run.get("name") in runs:
                     runs[run["name"]].append(run)
-                    if run.get("run_id"):
+                    if run.get("run_id") and run.get("requests"):  # a run that sent requests for this stage
                         totals[run["name"]]["run_ids"].add(run["run_id"])
             rows.extend(shard_rows)
         if problems:

@@ -94,6 +94,7 @@ def test_resume_sends_only_missing_requests_and_filters_rerun(questions_file, tm
     assert report["this_run"]["critique"]["requests"] == 20 and report["this_run"]["refine"]["requests"] == 0
     # 20 probe requests answered over the two runs (the 5 lost rows were sent again, each counted once)
     assert report["stages"]["probe"]["requests_completed"] == 20 and report["stages"]["probe"]["runs"] == 2
+    assert report["stages"]["refine"]["runs"] == 1 and report["stages"]["refine"]["finished_runs"] == 2  # 2nd: no work
     assert all(r[schema.VERDICT] == "right" for r in _rows(out)) and report["output"]["rows"] < 20
 
 
