@@ -295,11 +295,13 @@ def plot(models: Sequence[ModelScores], path: Path, title: str) -> None:
         heights = [100 * r.value for r in rates]
         err = [[100 * (r.value - r.low) for r in rates], [100 * (r.high - r.value) for r in rates]]
         bars = ax.bar(xs, heights, width, yerr=err, capsize=3, label=m.name)
-        for bar, h in zip(bars, heights):
-            ax.text(bar.get_x() + bar.get_width() / 2, h + 1, f"{h:.0f}", ha="center", va="bottom", fontsize=6)
+        for bar, h, r in zip(bars, heights, rates):  # the value above its interval, so a 0% bar still reads
+            ax.text(
+                bar.get_x() + bar.get_width() / 2, 100 * r.high + 1, f"{h:.0f}", ha="center", va="bottom", fontsize=6
+            )
     ax.set_xticks(range(len(METRICS)), [METRIC_NAMES[m].replace(" rate", "\nrate") for m in METRICS])
     ax.set_ylabel("% of held-out questions (95% Wilson interval)")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 110)
     ax.set_title(title, fontsize=9)
     # The legend sits outside the axes so it never covers a bar.
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
