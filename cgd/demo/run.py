@@ -180,9 +180,13 @@ class Timings:
         row = {"phase": name, "status": "ran", "seconds": round(time.perf_counter() - t0, 1),
                "cpu_seconds": round(cpu_seconds() - c0, 1)}  # fmt: skip
         self.rows.append(row)
+        # Re-read before writing: another run in the same workdir (a study beside the demo) may have added steps.
+        self.recorded = {**(json.loads(self.path.read_text()) if self.path.is_file() else {}), **self.recorded}
         self.recorded[name] = {k: row[k] for k in ("seconds", "cpu_seconds")}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.recorded, indent=2) + "\n")
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.recorded, indent=2) + "\n")
+        tmp.replace(self.path)
         print(f"{name}: {row['seconds']:.0f} s wall, {row['cpu_seconds']:.0f} s CPU", flush=True)
 
 
