@@ -27,7 +27,7 @@ def stage_summary(stage: dict[str, Any], runs: list[dict[str, Any]], totals: dic
         "completion_tokens": totals["completion_tokens"],
         "prompt_tokens": totals["prompt_tokens"],
         "requests_completed": totals.get("requests_completed", totals["rows"]),
-        "runs": max(len(runs), len(totals.get("run_ids", ()))),
+        "runs": len(totals.get("run_ids", ())) or sum(1 for r in runs if r.get("requests")),
         "finished_runs": len(runs),
         "wall_s": round(wall, 3),
         "load_s": round(sum(r.get("load_s", 0.0) for r in runs), 3),

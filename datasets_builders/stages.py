@@ -29,7 +29,6 @@ OUTPUT_COLUMN = {
     "direct": schema.TEACHER_ANSWER,
 }
 QID = "_question_id"  # internal: the question a unit came from
-RUN_ID = f"{int(time.time())}-{os.getpid()}"  # tags this process's checkpoint records (requests counted over runs)
 logger = logging.getLogger("cgd.builders")
 
 
@@ -45,7 +44,7 @@ class StageRun:
     torn_bytes: int = 0  # bytes of a torn last record discarded on open
     requests: int = 0  # requests completed in this run (rows generated + rows the server rejected)
     failed: int = 0  # requests the server rejected as invalid in this run (recorded as failed rows)
-    run_id: str = RUN_ID
+    run_id: str = field(default_factory=lambda: f"{time.time_ns()}-{os.getpid()}")  # tags its checkpoint records
     completion_tokens: int = 0  # generated in this run
     prompt_tokens: int = 0  # prompts of this run
     load_s: float = 0.0
