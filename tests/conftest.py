@@ -93,3 +93,9 @@ def _isolate_process_state():
     torch.set_grad_enabled(grad_enabled)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+    # A library's logging.config call (disable_existing_loggers) or an in-process CLI can switch the project's
+    # loggers off or stop their propagation; caplog reads records through the root logger, so undo both.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in ("cgd", "datasets_builders"):
+            logger.disabled = False
+            logger.propagate = True
