@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import sys
 
-if __package__ in (None, ""):  # run as a script: put the repo root (not this folder) on sys.path
+if __package__ in (None, ""):  # run as a script: this folder's modules (config, output, ...) must not shadow others
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import json  # noqa: E402
 import logging  # noqa: E402

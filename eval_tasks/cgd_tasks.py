@@ -51,32 +51,26 @@ import os
 import random
 import re
 import string
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-# lighteval imports a --custom-tasks file as a standalone module: make the repo root (and so `cgd`)
-# importable even when the project is not pip-installed.
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+# lighteval imports a --custom-tasks file as a standalone module by path; `cgd` comes from the installed package.
+import numpy as np
+from lighteval.metrics.metrics_sample import PassAtK, SampleLevelComputation
+from lighteval.metrics.utils.metric_utils import SampleLevelMetric, SampleLevelMetricGrouping
+from lighteval.models.model_output import ModelResponse
+from lighteval.tasks.lighteval_task import LightevalTaskConfig
+from lighteval.tasks.requests import Doc, SamplingMethod
+from lighteval.tasks.tasks.ifeval.main import ifeval as _builtin_ifeval
 
-import numpy as np  # noqa: E402
-from lighteval.metrics.metrics_sample import PassAtK, SampleLevelComputation  # noqa: E402
-from lighteval.metrics.utils.metric_utils import SampleLevelMetric, SampleLevelMetricGrouping  # noqa: E402
-from lighteval.models.model_output import ModelResponse  # noqa: E402
-from lighteval.tasks.lighteval_task import LightevalTaskConfig  # noqa: E402
-from lighteval.tasks.requests import Doc, SamplingMethod  # noqa: E402
-from lighteval.tasks.tasks.ifeval.main import ifeval as _builtin_ifeval  # noqa: E402
-
-from cgd.eval.compat import apply as _apply_compat  # noqa: E402
+from cgd.eval.compat import apply as _apply_compat
 
 # Plain `lighteval ... --custom-tasks eval_tasks/cgd_tasks.py` gets the prompt-length, generation-length, system-line
 # and IFEval fixes too (`python -m cgd.eval.cli` has applied them already; applying is idempotent).
 _apply_compat()
 
-from cgd.answers import (  # noqa: E402
+from cgd.answers import (  # noqa: E402  (after the compat fixes are applied)
     answers_match,
     ends_with_boxed_answer,
     extract_choice_letter,

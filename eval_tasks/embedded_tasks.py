@@ -16,17 +16,13 @@ This file re-exports ``eval_tasks/cgd_tasks.py``'s table, so one ``--custom-task
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-# lighteval imports a --custom-tasks file as a standalone module; make the repo root importable.
+# lighteval imports a --custom-tasks file as a standalone module by path; `eval_tasks` is the installed package.
+from eval_tasks.cgd_tasks import _MATH, Source, gsm8k_prompt, make_task
+from eval_tasks.cgd_tasks import TASKS_TABLE as _CGD_TASKS
+
 _ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from eval_tasks.cgd_tasks import _MATH, Source, gsm8k_prompt, make_task  # noqa: E402
-from eval_tasks.cgd_tasks import TASKS_TABLE as _CGD_TASKS  # noqa: E402
-
 #: Where the demo writes the held-out split when nothing else is set (read only if it exists).
 DEFAULT_ARITH_DIR = _ROOT / "outputs" / "demo" / "eval_data" / "arith"
 #: New tokens per answer when the run sets none: the problems need a few short steps; this bounds a rambling 135M model
