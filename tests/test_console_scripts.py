@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
     "cgd-build": "datasets_builders.build_cgd",
     "cgd-train": "cgd.train",
-    "cgd-merge": "cgd.merge",
+    "cgd-merge": "cgd.tools.merge",
     "cgd-entropy": "cgd.analysis.entropy",
     "cgd-demo": "cgd.demo.run",
     "cgd-evaluate": "cgd.eval.runner",
@@ -44,7 +44,7 @@ def load(target: str):
 KEY_CLASSES = {
     "cgd-build": ["datasets_builders.config:ARG_CLASSES"],
     "cgd-train": ["cgd.config:CGDScriptArguments", "cgd.config:CGDConfig", "trl:ModelConfig"],
-    "cgd-merge": ["cgd.merge:MergeArguments"],
+    "cgd-merge": ["cgd.tools.merge:MergeArguments"],
     "cgd-entropy": ["cgd.analysis.entropy:EntropyArguments"],
     "cgd-demo": ["cgd.demo.run:DemoArguments"],
     "cgd-evaluate": ["cgd.eval.runner:EvalArguments"],  # `cgd-evaluate --help` is `cgd-evaluate run --help`

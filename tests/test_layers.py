@@ -1,6 +1,6 @@
 """The package's layers (docs/architecture.md): no import runs from a lower layer up.
 
-core (the flat modules of ``cgd``)  <  builders (``datasets_builders``)  <  programs (``cgd.eval``, ``cgd.analysis``,
+core (the flat modules of ``cgd``)  <  builders (``datasets_builders``)  <  programs (``cgd.eval``, ``cgd.analysis``, ``cgd.tools``,
 ``cgd.testing``, lighteval task files in ``eval_tasks``)  <  the demo (``cgd.demo``), which runs all of them.
 """
 
@@ -14,13 +14,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = "core"
 #: Layer rank of each top-level part; an import may only reach the same rank or lower.
-RANKS = {CORE: 0, "datasets_builders": 1, "cgd.eval": 2, "cgd.analysis": 2, "cgd.testing": 2, "eval_tasks": 2}
+RANKS = {
+    CORE: 0,
+    "datasets_builders": 1,
+    "cgd.eval": 2,
+    "cgd.analysis": 2,
+    "cgd.testing": 2,
+    "cgd.tools": 2,
+    "eval_tasks": 2,
+}
 RANKS["cgd.demo"] = 3
 
 
 def layer_of(module: str) -> str | None:
     """The layer a dotted module name belongs to (None for third-party modules)."""
-    for prefix in ("cgd.eval", "cgd.analysis", "cgd.testing", "cgd.demo", "datasets_builders", "eval_tasks"):
+    for prefix in (
+        "cgd.eval",
+        "cgd.analysis",
+        "cgd.testing",
+        "cgd.tools",
+        "cgd.demo",
+        "datasets_builders",
+        "eval_tasks",
+    ):
         if module == prefix or module.startswith(prefix + "."):
             return prefix
     if module == "cgd" or module.startswith("cgd."):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cgd.merge import main
+from cgd.tools.merge import main
 
 INPUT_IDS = torch.tensor([[1, 17, 42, 99, 7, 256, 3, 64]])
 
@@ -86,7 +86,7 @@ def test_merged_model_gives_the_adapter_logits_and_serves_without_peft(tmp_path,
 def test_card_links_hub_ids_and_never_local_paths():
     from huggingface_hub import ModelCard
 
-    from cgd.merge import model_card
+    from cgd.tools.merge import model_card
 
     base = "HuggingFaceTB/SmolLM2-135M-Instruct"
     card = ModelCard(str(model_card(base, "my-org/smol-cgd-lora", {"r": 4}, None, adapter_from_hub=True)))
@@ -98,7 +98,7 @@ def test_card_links_hub_ids_and_never_local_paths():
 
 
 def test_config_file_and_overrides(tmp_path, lora_adapter):
-    from cgd.merge import parse_args
+    from cgd.tools.merge import parse_args
 
     config = tmp_path / "merge.yaml"
     config.write_text(f"adapter_path: {lora_adapter}\noutput_dir: {tmp_path / 'a'}\ndtype: bfloat16\n")

@@ -327,7 +327,7 @@ def merge(args: MergeArguments) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point (``cgd-merge``, ``python -m cgd.merge``): bad input exits with one line."""
+    """Console entry point (``cgd-merge``, ``python -m cgd.tools.merge``): bad input exits with one line."""
     try:
         args = parse_args(argv)
         out = merge(args)
