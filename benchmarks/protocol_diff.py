@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import random
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -55,7 +54,6 @@ def mcnemar_exact(a: list[int], b: list[int]) -> tuple[int, int, float]:
 
 def problem_key(query: str) -> str:
     """The problem text: the project's prompt puts its instruction and a blank line before it."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # eval_tasks/ sits at the repository root
     from eval_tasks.cgd_tasks import MATH_INSTRUCTION
 
     return query.removeprefix(MATH_INSTRUCTION).strip()

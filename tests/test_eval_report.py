@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -187,3 +188,23 @@ def test_paper_protocol_maps_tasks():
     specs = expand_tasks("paper_math,cgd_theoremqa")
     assert paper_protocol(specs)[:2] == ["cgd_math500_paper|0", "cgd_minerva_math_paper|0"]
     assert paper_protocol(specs)[-1] == "cgd_theoremqa|0"  # no paper variant: kept
+
+
+def test_lighteval_output_always_reaches_the_log_and_a_timeout_kills(tmp_path, capsys):
+    """The run's output goes to runs/<label>.log whether or not it is also shown; a silent hang is killed."""
+    import subprocess
+    import sys
+
+    from cgd.eval.runner import run_logged
+
+    log = tmp_path / "run.log"
+    code = "import sys; sys.stdout.write('progress\\r'); print('done'); sys.exit(3)"
+    assert run_logged([sys.executable, "-c", code], log, env=dict(os.environ), echo=False) == 3
+    assert log.read_bytes() == b"progress\rdone\n"
+    assert "done" not in capsys.readouterr().out
+    assert run_logged([sys.executable, "-c", code], log, env=dict(os.environ), echo=True) == 3
+    assert "done" in capsys.readouterr().out and log.read_text().endswith("done\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_logged(
+            [sys.executable, "-c", "import time; time.sleep(60)"], log, env=dict(os.environ), echo=False, timeout=1
+        )

@@ -27,22 +27,20 @@ metric next to cgd's (see :func:`builtin_math500_agreement`).
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from trl import TrlParser
-
+from cgd.cli import StrictParser, suggest
 from cgd.eval.suites import CGD_TASKS, PAPER_TASKS, SUITES, suite_tasks
 
 logger = logging.getLogger(__name__)
@@ -180,7 +178,8 @@ class EvalArguments:
     custom_tasks: str = field(default=str(DEFAULT_CUSTOM_TASKS), metadata={"help": "lighteval --custom-tasks file."})
     timeout: float | None = field(default=None, metadata={"help": "Seconds per model run."})
     stream_output: bool = field(
-        default=False, metadata={"help": "Show lighteval's output instead of writing runs/<label>.log."}
+        default=True,
+        metadata={"help": "Also show lighteval's output (progress bars) as it runs; runs/<label>.log always gets it."},
     )
 
 
@@ -339,12 +338,9 @@ def check_task_names(specs: Sequence[str], custom_tasks: str | Path = DEFAULT_CU
         known |= set(Registry.load_all_task_configs())
         unknown = [name for name in unknown if name not in known]
     if unknown:
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, sorted(known) + sorted(SUITES), n=1, cutoff=0.6)
-            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(
-            f"unknown task(s): {', '.join(hints)}; suites: {', '.join(SUITES)}; cgd tasks: {', '.join(CGD_TASKS)}"
+            f"unknown task(s): {suggest(unknown, set(known) | set(SUITES))}; suites: {', '.join(SUITES)}; "
+            f"cgd tasks: {', '.join(CGD_TASKS)}"
         )
 
 
@@ -403,19 +399,7 @@ def run(args: EvalArguments) -> Report:
         start = time.perf_counter()
         log_path = output_dir / "runs" / f"{label}.log"
         try:
-            if args.stream_output:
-                returncode = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=args.timeout, check=False).returncode
-            else:
-                with open(log_path, "w") as log:
-                    returncode = subprocess.run(
-                        cmd,
-                        cwd=REPO_ROOT,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        timeout=args.timeout,
-                        check=False,
-                    ).returncode
+            returncode = run_logged(cmd, log_path, env=env, echo=args.stream_output, timeout=args.timeout)
         except subprocess.TimeoutExpired:
             returncode = -9
         wall = time.perf_counter() - start
@@ -434,6 +418,38 @@ def run(args: EvalArguments) -> Report:
         notes=[note],
         all_labels=labels,
     )
+
+
+def run_logged(
+    cmd: Sequence[str], log_path: Path, env: dict[str, str], echo: bool, timeout: float | None = None
+) -> int:
+    """Run ``cmd``, writing its output to ``log_path`` and, with ``echo``, to the terminal as it comes (progress
+    bars included: chunks, not lines). Returns the exit code; raises ``subprocess.TimeoutExpired`` past ``timeout``
+    (the process is killed then, even while it prints nothing)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(cmd), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            proc.kill()
+
+        watchdog = threading.Timer(timeout, stop) if timeout else None
+        if watchdog:
+            watchdog.start()
+        try:
+            while chunk := proc.stdout.read1(65536):
+                log.write(chunk)
+                if echo:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.buffer.flush()
+            returncode = proc.wait()
+        finally:
+            if watchdog:
+                watchdog.cancel()
+    if timed_out.is_set():
+        raise subprocess.TimeoutExpired(list(cmd), timeout)
+    return returncode
 
 
 def evaluate_models(
@@ -717,57 +733,12 @@ def math500_agreement(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
 COMMANDS = {"run": EvalArguments, "report": ReportArguments, "agreement": AgreementArguments}
 
 
-class EvalParser(TrlParser):
-    """``TrlParser`` over one subcommand's dataclass: YAML (``--config``) + command line, abbreviations refused,
-    errors raised as ``ValueError`` with one line instead of the usage."""
-
-    def __init__(self, dataclass_type: type, prog: str):
-        super().__init__((dataclass_type,), prog=prog, allow_abbrev=False)
-
-    def error(self, message: str):
-        raise ValueError(message)
-
-
-def _check_keys(parser: EvalParser, argv: list[str]) -> None:
-    """Unknown YAML keys or flags, each with the closest field name, before anything runs."""
-    known = {action.dest for action in parser._actions}
-    unknown: list[str] = []
-    if "--config" in argv:
-        config = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {}
-        unknown += [str(key) for key in config if key not in known]
-        i = argv.index("--config")
-        argv = argv[:i] + argv[i + 2 :]
-    required = [action for action in parser._actions if action.required]
-    for action in required:  # keys given in the YAML only: not missing here
-        action.required = False
-    try:
-        _, rest = parser.parse_known_args(argv)
-    finally:
-        for action in required:
-            action.required = True
-    unknown += [arg.split("=", 1)[0].lstrip("-").replace("-", "_") for arg in rest if arg.startswith("--")]
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
-            f"unknown key(s): {', '.join(hints)}; `python -m cgd.eval {parser.prog.split()[-1]} --help` lists them"
-        )
-    if rest:
-        raise ValueError(f"unexpected arguments {rest}")
-
-
 def parse_args(argv: Sequence[str]) -> tuple[str, Any]:
     """``(command, arguments dataclass)`` from ``[command] [--config file.yaml] [--key value ...]``; the command
-    defaults to ``run``."""
+    defaults to ``run``. A bad key or value raises ``ValueError`` in one line."""
     argv = list(argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
-    parser = EvalParser(COMMANDS[command], prog=f"python -m cgd.eval {command}")
-    if any(a in ("-h", "--help") for a in argv):
-        parser.print_help()
-        raise SystemExit(0)
-    _check_keys(parser, argv)
+    parser = StrictParser((COMMANDS[command],), prog=f"python -m cgd.eval {command}", error=ValueError)
     (args,) = parser.parse_args_and_config(argv)
     return command, args
 
@@ -781,7 +752,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if command == "run":
-        args.stream_output = True
         report = run(args)
     elif command == "report":
         report = write_report(args.run_dirs, args.output_dir, labels=args.labels)
