@@ -15,41 +15,11 @@ the batch-padded output tokens, not each answer's own count).
 from __future__ import annotations
 
 import argparse
-import math
-import random
 from pathlib import Path
 
 import pandas as pd
 
-Z95 = 1.959963984540054
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (sane at 0/n and n/n, unlike the normal interval)."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def paired_bootstrap(a: list[int], b: list[int], reps: int = 10000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of mean(b - a) over questions resampled with replacement."""
-    rng = random.Random(seed)
-    diffs = [y - x for x, y in zip(a, b)]
-    n = len(diffs)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(reps))
-    return (means[int(0.025 * reps)], means[int(0.975 * reps) - 1])
-
-
-def mcnemar_exact(a: list[int], b: list[int]) -> tuple[int, int, float]:
-    """(a-only, b-only, two-sided exact p) on the discordant pairs."""
-    only_a = sum(x and not y for x, y in zip(a, b))
-    only_b = sum(y and not x for x, y in zip(a, b))
-    k, m = min(only_a, only_b), only_a + only_b
-    p = 1.0 if m == 0 else min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2**m)
-    return only_a, only_b, p
+from cgd.stats import mcnemar_exact, paired_bootstrap, wilson_interval
 
 
 def problem_key(query: str) -> str:
@@ -130,8 +100,8 @@ def main() -> None:
         for metric, name in (("acc", "accuracy"), ("boxed", "boxed-answer rate")):
             a = [qa[k][metric] for k in keys]
             b = [qb[k][metric] for k in keys]
-            wa, wb = wilson(sum(a), n), wilson(sum(b), n)
-            lo, hi = paired_bootstrap(a, b)
+            wa, wb = wilson_interval(sum(a), n), wilson_interval(sum(b), n)
+            _, lo, hi = paired_bootstrap(a, b, num=10000)
             only_a, only_b, p = mcnemar_exact(a, b)
             lines.append(
                 f"| {task} | {n} | {name} | {pct(sum(a) / n)} [{pct(wa[0])}, {pct(wa[1])}] | "

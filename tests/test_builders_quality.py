@@ -8,9 +8,10 @@ import re
 import pytest
 
 from cgd import schema
+from cgd.stats import wilson_interval
 from datasets_builders.build_cgd import Builder
 from datasets_builders.config import parse_args, resolve_stages
-from datasets_builders.quality import summarize, teacher_quality, wilson_interval
+from datasets_builders.quality import summarize, teacher_quality
 
 
 def test_wilson_interval_matches_known_values():
