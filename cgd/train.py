@@ -15,7 +15,6 @@ generation config that stops at the end of turn, and a model card; ``push_to_hub
 
 from __future__ import annotations
 
-import difflib
 import gc
 import logging
 import os
@@ -25,11 +24,11 @@ from collections.abc import Sequence
 import datasets
 import huggingface_hub
 import transformers
-import yaml
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.trainer_utils import get_last_checkpoint
-from trl import DatasetMixtureConfig, ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import DatasetMixtureConfig, ModelConfig, get_peft_config, get_quantization_config
 
+from cgd.cli import StrictParser
 from cgd.config import CGDConfig, CGDScriptArguments
 
 logger = logging.getLogger("cgd.train")
@@ -42,68 +41,18 @@ class RecipeError(ValueError):
     """A recipe or command line that cannot run: an unknown key, a bad value, or a missing required key."""
 
 
-class CGDParser(TrlParser):
-    """``TrlParser`` over the three argument dataclasses, strict about names and terse about errors.
-
-    Abbreviated flags are refused (argparse would read ``--num_train_epoch`` as ``--num_train_epochs``), and a bad value
-    raises :class:`RecipeError` with argparse's one-line message instead of printing the ~400-line usage.
-    """
-
-    def __init__(self):
-        super().__init__((CGDScriptArguments, CGDConfig, ModelConfig), prog="cgd.train", allow_abbrev=False)
-
-    def error(self, message: str):
-        raise RecipeError(message)
-
-
-def make_parser() -> TrlParser:
-    return CGDParser()
-
-
-def _unknown_keys_message(unknown: list[str], where: str, known: set[str]) -> str:
-    parts = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return (
-        f"Unknown key(s) {where}: {', '.join(parts)}. Every key must be a field of CGDScriptArguments, CGDConfig "
-        "(TRL's SFTConfig + CGD fields) or TRL's ModelConfig; `python -m cgd.train --help` lists them."
-    )
-
-
-def check_keys(parser: TrlParser, args: Sequence[str]) -> None:
-    """Raise :class:`RecipeError` naming any recipe key or command-line flag the parser does not know.
-
-    ``TrlParser`` rejects them too, but only after building the dataclasses (so a config error can mask a typo) and
-    without saying which key was meant; this check runs first and suggests the closest field.
-    """
-    args = list(args)
-    known = {action.dest for action in parser._actions}
-    if "--config" in args:
-        config_path = args[args.index("--config") + 1]
-        with open(config_path) as f:
-            config = yaml.safe_load(f) or {}
-        if not isinstance(config, dict):
-            raise RecipeError(f"Recipe {config_path} must be a YAML mapping of key: value.")
-        unknown = [key for key in config if key not in known and key != "env"]
-        if unknown:
-            raise RecipeError(_unknown_keys_message(unknown, f"in recipe {config_path}", known))
-        i = args.index("--config")
-        args = args[:i] + args[i + 2 :]
-    _, rest = parser.parse_known_args(args)
-    unknown = [arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("--")]
-    if rest:
-        raise RecipeError(
-            _unknown_keys_message(unknown, "on the command line", known) if unknown else f"Unexpected arguments {rest}"
-        )
+def make_parser() -> StrictParser:
+    """The shared strict ``TrlParser`` over the three argument dataclasses; a bad key or value is a RecipeError."""
+    return StrictParser((CGDScriptArguments, CGDConfig, ModelConfig), prog="python -m cgd.train", error=RecipeError)
 
 
 def parse_args(args: Sequence[str] | None = None) -> tuple[CGDScriptArguments, CGDConfig, ModelConfig]:
-    """Parse ``--config recipe.yaml`` and command-line overrides into the three argument dataclasses."""
-    args = list(sys.argv[1:] if args is None else args)
-    parser = make_parser()
-    check_keys(parser, args)
-    return parser.parse_args_and_config(args)
+    """Parse ``--config recipe.yaml`` and command-line overrides into the three argument dataclasses.
+
+    Unknown keys (recipe or command line, with the closest field suggested) and abbreviated flags fail before any
+    dataclass is built, so a config error cannot mask a typo.
+    """
+    return make_parser().parse_args_and_config(list(sys.argv[1:] if args is None else args))
 
 
 def _setup_logging(training_args: CGDConfig) -> None:
