@@ -16,7 +16,6 @@ the output folder) is checked first, with a one-line error.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -24,8 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from trl import TrlParser
+from cgd.cli import StrictParser
 
 ADAPTER_CONFIG = "adapter_config.json"
 PAPER_ID = "2505.11628"
@@ -76,51 +74,13 @@ class MergeArguments:
     )
 
 
-class MergeParser(TrlParser):
-    """``TrlParser`` over :class:`MergeArguments` that refuses abbreviations and raises instead of printing usage."""
-
-    def __init__(self):
-        super().__init__((MergeArguments,), prog="cgd-merge", allow_abbrev=False)
-
-    def error(self, message: str):
-        raise MergeError(message)
-
-
-def make_parser() -> TrlParser:
-    return MergeParser()
-
-
-def _unknown(keys: list[str], where: str, known: set[str]) -> MergeError:
-    named = []
-    for key in keys:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-        named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return MergeError(f"Unknown key(s) {where}: {', '.join(named)}; `cgd-merge --help` lists them.")
+def make_parser() -> StrictParser:
+    return StrictParser((MergeArguments,), prog="cgd-merge", error=MergeError)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> MergeArguments:
     """Parse ``--config merge.yaml`` and flags; unknown keys fail with the closest known one suggested."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser()
-    known = {action.dest for action in parser._actions}
-    cli = list(argv)
-    if "--config" in cli:
-        i = cli.index("--config")
-        if i + 1 >= len(cli):
-            raise MergeError("--config needs a YAML file")
-        with open(cli[i + 1]) as f:
-            config = yaml.safe_load(f) or {}
-        if not isinstance(config, dict):
-            raise MergeError(f"{cli[i + 1]} must be a YAML mapping of key: value.")
-        unknown = [str(key) for key in config if key not in known and key != "env"]
-        if unknown:
-            raise _unknown(unknown, f"in {cli[i + 1]}", known)
-        cli = cli[:i] + cli[i + 2 :]
-    _, rest = parser.parse_known_args(cli)
-    if rest:
-        flags = [arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("-")]
-        raise _unknown(flags, "on the command line", known) if flags else MergeError(f"Unexpected arguments {rest}")
-    (args,) = parser.parse_args_and_config(argv)
+    (args,) = make_parser().parse_args_and_config(list(sys.argv[1:] if argv is None else argv))
     return args
 
 
