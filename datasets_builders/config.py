@@ -8,7 +8,6 @@ unset falls back to the shared one (``critique_model`` -> ``teacher_model``, ``p
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any
 
+from cgd.cli import StrictParser
 from datasets_builders.prompts import check_template, default_template
 
 BACKENDS = ("vllm", "openai", "transformers", "reference", "dry_run")
@@ -275,82 +275,12 @@ def _shown(name: str, value: Any) -> str:
     return "(value not shown)" if _SECRET_KEY.search(name) else f"(got {value!r})"
 
 
-def known_keys() -> list[str]:
-    """Every recipe key."""
-    return [f.name for cls in ARG_CLASSES for f in fields(cls)]
-
-
-def _unknown(keys: list[str], where: str) -> ConfigError:
-    known = known_keys()
-    parts = []
-    for key in keys:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
-        parts.append(f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
-    return ConfigError(
-        f"{where}: unknown key(s) {', '.join(parts)}; `python datasets_builders/build_cgd.py --help` lists them"
+def make_parser() -> StrictParser:
+    """The shared strict ``TrlParser`` over the builder's dataclasses: every error line starts with where it comes
+    from (``Command line`` or ``Recipe <file>``) and is a :class:`ConfigError` (exit code 2)."""
+    return StrictParser(
+        ARG_CLASSES, prog="python datasets_builders/build_cgd.py", error=ConfigError, located=True, quote="`"
     )
-
-
-def load_recipe(path: str) -> dict[str, Any]:
-    """The recipe as a dict, read with ``yaml.safe_load``; every way it can be unreadable is one line naming it."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            recipe = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"Recipe {path} does not exist") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"Recipe {path} is not UTF-8 text (byte {err.start})") from None
-    except yaml.constructor.ConstructorError as err:
-        line = err.problem_mark.line + 1 if err.problem_mark else "?"
-        tag = (err.problem or "").split("tag ")[-1].replace("tag:yaml.org,2002:", "!!")
-        raise ConfigError(
-            f"Recipe {path}, line {line}: the tag {tag} is not allowed; recipes are plain YAML values "
-            "(read with yaml.safe_load)"
-        ) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"Recipe {path}{where}: YAML syntax error: {getattr(err, 'problem', None) or err}") from None
-    if recipe is None:
-        return {}
-    if not isinstance(recipe, dict):
-        raise ConfigError(f"Recipe {path} must be a YAML mapping of `key: value` lines")
-    return recipe
-
-
-def make_parser() -> Any:
-    """TRL's ``TrlParser`` over the builder's dataclasses, refusing abbreviations, with one-line errors."""
-    from trl import TrlParser
-
-    class BuildParser(TrlParser):
-        def error(self, message: str):  # argparse would print the whole usage and exit
-            raise ConfigError(message)
-
-    return BuildParser(ARG_CLASSES, prog="build_cgd.py", allow_abbrev=False)
-
-
-def _check_keys(parser: Any, argv: list[str]) -> tuple[str | None, dict[str, Any], list[str]]:
-    """Refuse unknown or abbreviated keys (recipe and command line) with a suggestion, before anything is parsed."""
-    recipe_path, recipe, cli = None, {}, list(argv)
-    if "--config" in cli:
-        i = cli.index("--config")
-        if i + 1 >= len(cli):
-            raise ConfigError("--config needs a recipe path")
-        recipe_path = cli[i + 1]
-        recipe = load_recipe(recipe_path)
-        cli = cli[:i] + cli[i + 2 :]
-        unknown = [str(k) for k in recipe if k not in known_keys() and k != "env"]
-        if unknown:
-            raise _unknown(unknown, f"Recipe {recipe_path}")
-    _, rest = parser.parse_known_args(cli)
-    if rest:
-        flags = [a.split("=", 1)[0].lstrip("-") for a in rest if a.startswith("-")]
-        if flags:
-            raise _unknown(flags, "Command line")
-        raise ConfigError(f"Command line: unexpected argument(s) {rest}; every value follows a --key")
-    return recipe_path, recipe, cli
 
 
 def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -418,21 +348,10 @@ def parse_args(argv: list[str] | None = None) -> BuildConfig:
     if argv and argv[0] == "merge":
         argv = [*argv[1:], "--merge", "true"]
     parser = make_parser()
-    recipe_path, _, cli = _check_keys(parser, argv)
-    on_cli = {a[2:].split("=", 1)[0].replace("-", "_") for a in cli if a.startswith("--")}
-    try:
-        groups = parser.parse_args_and_config(argv)
-    except ConfigError as err:  # argparse's "argument --x: invalid float value: 'hot'": say where it came from
-        match = re.match(r"argument --([\w]+)", str(err))
-        where = "Command line" if not match or match.group(1) in on_cli or not recipe_path else f"Recipe {recipe_path}"
-        raise ConfigError(f"{where}: {err}") from None
+    groups = parser.parse_args_and_config(argv)
     for group in groups:
         _nulls_to_none(group)
-    where = {
-        f.name: "Command line" if f.name in on_cli or not recipe_path else f"Recipe {recipe_path}"
-        for g in groups
-        for f in fields(g)
-    }
+    where = {f.name: parser.origin(f.name) for g in groups for f in fields(g)}
     check_values(groups, where)
     source, model, probe, critique, refine, direct, filters, output = groups
     config = BuildConfig(
