@@ -265,6 +265,25 @@ def test_cli_help_and_bad_dtype(capsys):
     assert exit_.value.code == 2
 
 
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["--num_row", "3"], "unknown key(s) on the command line: 'num_row' (did you mean 'num_rows'?)"),  # prefix
+        (["--batchsize", "3"], "unknown key(s) on the command line: 'batchsize' (did you mean 'batch_size'?)"),
+    ],
+)
+def test_cli_refuses_abbreviations_and_unknown_keys_with_a_suggestion(argv, line, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "m", "--dataset", "d", "--output_dir", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and line in err.lower() and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+    (tmp_path / "entropy.yaml").write_text("model: m\ndataset: d\nnum_bootstrp: 10\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(tmp_path / "entropy.yaml")])
+    assert "'num_bootstrp' (did you mean 'num_bootstrap'?)" in capsys.readouterr().err
+
+
 def test_templates_override_reaches_rendering(tiny_tokenizer, triplet_rows):
     templates = PromptTemplates.from_overrides({"distilled_sft": "Q: {question}", "system_prompt": "Be brief."})
     examples, _ = build_examples(tiny_tokenizer, triplet_rows[:2], templates=templates, seed=0)

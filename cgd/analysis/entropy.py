@@ -565,9 +565,9 @@ def run(args: EntropyArguments) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from trl import TrlParser
+    from cgd.cli import StrictParser
 
-    (args,) = TrlParser((EntropyArguments,)).parse_args_and_config(args=argv)
+    (args,) = StrictParser((EntropyArguments,), prog="python -m cgd.analysis.entropy").parse_args_and_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run(args)
 
