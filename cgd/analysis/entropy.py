@@ -34,6 +34,7 @@ from typing import Any
 
 from cgd import schema
 from cgd.ablations import derangement  # noqa: F401 - also this module's public name
+from cgd.stats import bootstrap_interval
 from cgd.templates import PromptTemplates
 
 logger = logging.getLogger(__name__)
@@ -281,13 +282,10 @@ def score_examples(
 
 
 def _bootstrap_ci(values: Any, idx: Any) -> tuple[float, float]:
-    import numpy as np
-
+    """The 95% bootstrap interval of the mean over the shared resamples ``idx`` (NaN below two rows)."""
     if len(values) < 2:
         return math.nan, math.nan
-    means = values[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+    return bootstrap_interval(values, idx)
 
 
 def summarize(
