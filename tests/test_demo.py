@@ -119,27 +119,25 @@ def test_the_script_skips_finished_steps_and_reports_a_failed_one_as_missing(tmp
 # --- statistics -----------------------------------------------------------------------------------------
 
 
-def test_wilson_interval_matches_known_values():
-    low, high = report.wilson(0, 100)
-    assert low == pytest.approx(0, abs=1e-12) and high == pytest.approx(0.0370, abs=1e-4)
-    low, high = report.wilson(50, 100)
-    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
-    assert all(math.isnan(x) for x in report.wilson(0, 0))
+def test_rates_carry_wilson_intervals():
+    r = report.rate([1.0] * 50 + [0.0] * 50)
+    assert r.value == 0.5 and r.low == pytest.approx(0.4038, abs=1e-4) and r.high == pytest.approx(0.5962, abs=1e-4)
+    zero = report.rate([0.0] * 100)
+    assert zero.low == 0 and zero.high == pytest.approx(0.0370, abs=1e-4)
+    assert math.isnan(report.rate([]).low)
 
 
 def test_paired_bootstrap_uses_the_pairing():
     rng = random.Random(0)
     a = [float(rng.random() < 0.5) for _ in range(200)]
-    same = report.paired_bootstrap(a, a)
+    same = report.paired_difference(a, a)
     assert same.value == 0 and same.low == 0 and same.high == 0  # identical answers: no uncertainty at all
     flipped = [1.0 if i < 20 and x == 0 else x for i, x in enumerate(a)]
     gain = sum(f - x for f, x in zip(flipped, a)) / 200
-    d = report.paired_bootstrap(a, flipped, seed=1)
+    d = report.paired_difference(a, flipped, seed=1)
     assert d.value == pytest.approx(gain) and 0 < d.low <= d.value <= d.high
     # An unpaired view of the same two rates would not exclude 0: the pairing is what makes it measurable.
-    lo_a, hi_a = report.wilson(sum(a), 200)
-    lo_f, hi_f = report.wilson(sum(flipped), 200)
-    assert lo_f < hi_a
+    assert report.rate(flipped).low < report.rate(a).high
 
 
 def _model(name: str, rates: dict[str, float], n: int = 100, seed: int = 0) -> report.ModelScores:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cgd.stats import paired_bootstrap, wilson_interval
+
 #: Per-question metrics of the ``cgd_arith`` task (eval_tasks/cgd_tasks.py), in report order.
 METRICS: tuple[str, ...] = ("acc", "boxed_rate", "critique_rate", "verdict_rate")
 METRIC_NAMES = {
@@ -24,7 +26,6 @@ METRIC_NAMES = {
     "critique_rate": "critique-style rate",
     "verdict_rate": "verdict-line rate",
 }
-Z95 = 1.959963984540054
 
 
 @dataclass
@@ -69,37 +70,18 @@ class Comparison:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (well behaved at 0% and 100%, unlike the normal one)."""
-    if n == 0:
-        return math.nan, math.nan
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # float noise must not cross p
-
-
 def rate(values: Sequence[float]) -> Interval:
-    """Mean of 0/1 values with its Wilson interval."""
+    """Mean of 0/1 values with its Wilson interval (:func:`cgd.stats.wilson_interval`)."""
     n = len(values)
     successes = float(sum(values))
-    low, high = wilson(successes, n)
+    low, high = wilson_interval(successes, n) or (math.nan, math.nan)
     return Interval(successes / n if n else math.nan, low, high, n)
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], num: int = 2000, seed: int = 0) -> Interval:
-    """Mean of ``b − a`` over paired questions, with a 95% percentile bootstrap interval (questions resampled)."""
-    import numpy as np
-
-    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    n = len(d)
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, n, size=(num, n))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return Interval(float(d.mean()), float(low), float(high), n)
+def paired_difference(a: Sequence[float], b: Sequence[float], num: int = 2000, seed: int = 0) -> Interval:
+    """Mean of ``b − a`` over paired questions with its 95% bootstrap interval (:func:`cgd.stats.paired_bootstrap`)."""
+    value, low, high = paired_bootstrap(a, b, num, seed) or (math.nan, math.nan, math.nan)
+    return Interval(value, low, high, len(a))
 
 
 def load_details(run_dir: str | Path, task: str = "cgd_arith") -> tuple[dict[str, dict[str, float]], int]:
@@ -132,7 +114,7 @@ def compare(a: ModelScores, b: ModelScores, metric: str, num: int = 2000, seed: 
     xs = [a.per_question[q][metric] for q in shared]
     ys = [b.per_question[q][metric] for q in shared]
     return Comparison(
-        a.name, b.name, metric, paired_bootstrap(xs, ys, num, seed), sum(xs) / len(xs), sum(ys) / len(ys)
+        a.name, b.name, metric, paired_difference(xs, ys, num, seed), sum(xs) / len(xs), sum(ys) / len(ys)
     )
 
 
