@@ -2,7 +2,7 @@
 
 Why: with ``padding_free`` and ``attn_implementation="sdpa"``, transformers builds a dense block-diagonal
 ``[1, 1, T, T]`` mask for the packed row, so sdpa leaves its flash kernel and runs slower than padded batches
-(issue 7). ``flash_attention_2`` avoids that but needs the ``flash-attn`` package, which many GPU images lack.
+(docs/performance.md). ``flash_attention_2`` avoids that but needs the ``flash-attn`` package, which many GPU images lack.
 
 ``register_varlen_attention()`` registers ``attn_implementation="cgd_varlen"`` with transformers:
 

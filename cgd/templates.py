@@ -1,6 +1,6 @@
 """Prompt templates for training: how each method turns a triplet row into one user turn.
 
-The contract (DESIGN.md §1): for CGD the single user turn holds an instruction, the question, the
+The contract (the CGD paper, arXiv 2505.11628): for CGD the single user turn holds an instruction, the question, the
 student's initial answer and the critique; the assistant turn is the refined answer. Baselines reuse
 the same rendering with fewer sections. Rendering goes through the student's own chat template, so at
 inference the trained model sees only the question in its usual format; a tokenizer without a chat
