@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgd.testing import make_triplet_rows
+from cgd.testing import make_triplet_rows, offline_subprocess_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CPU_RECIPES = sorted((REPO_ROOT / "recipes" / "smollm2-135m").glob("*.yaml"))
@@ -63,14 +63,8 @@ def test_cpu_recipes_report_to_trackio():
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
+    env = offline_subprocess_env(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         HF_HOME=str(tmp_path / "hf_home"),  # trackio's default store lives here: it must not be used
         TRACKIO_DIR=str(tmp_path / "trackio"),
     )

@@ -20,7 +20,7 @@ import yaml
 
 from cgd.config import CGDConfig
 from cgd.data import TripletValidationError
-from cgd.testing import make_tiny_model, make_tiny_tokenizer, make_triplet_rows
+from cgd.testing import make_tiny_model, make_tiny_tokenizer, make_triplet_rows, offline_subprocess_env
 from cgd.train import _hub_dataset_id, main, parse_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,16 +46,9 @@ FAST = flags(
 
 
 def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
+    return offline_subprocess_env(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     )
-    return env
 
 
 def run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:

@@ -188,3 +188,20 @@ def make_text_rows(
         row[schema.REFINED_RESPONSE] = synthetic_text(rng, answer, number_rate)
         rows.append(row)
     return rows
+
+
+def offline_subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child process that must stay offline, single-threaded and quiet about
+    tokenizers' fork warnings (tests and benchmarks that run a CLI in a subprocess)."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    env.update(extra)
+    return env
